@@ -1,0 +1,62 @@
+"""Command line: ``tokengate run``, ``tokengate check-config`` (no logic beyond argument handling)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG = "config/gateway.yaml"
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    where = exc.source or "config"
+    count = len(exc.problems)
+    print(f"{where}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokengate", description="OAuth 2.0 / OIDC auth gateway")
+    parser.add_argument("--config", default=None, help=f"config file (default {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="start the gateway (the default command)")
+    run.add_argument("--config", dest="run_config", default=None)
+    check = sub.add_parser("check-config", help="validate a config file offline; exit 0 or 2")
+    check.add_argument("file", nargs="?", default=None)
+    check.add_argument("--config", dest="check_config", default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    if command == "check-config":
+        path = args.file or args.check_config or args.config or DEFAULT_CONFIG
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            _print_config_error(exc)
+            return 2
+        print(f"{path}: OK ({len(cfg.routes)} routes, {len(cfg.providers)} providers)")
+        return 0
+    path = getattr(args, "run_config", None) or args.config or DEFAULT_CONFIG
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 2
+    from gateway.server import serve, supervise  # noqa: PLC0415 - keeps check-config light
+
+    if cfg.server.workers > 1:
+        return supervise(cfg, Path(path))
+    serve(cfg, Path(path))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The configuration schema (DESIGN §2): frozen pydantic models, defaults and cross-field rules; no I/O."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+)
+
+from gateway.errors import ConfigProblem
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``500ms``, ``30s``, ``15m``, ``12h``, ``1d`` -> timedelta. Bare numbers are refused: units are explicit."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found:
+            return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    raise ValueError(f"expected a duration such as 500ms, 30s, 15m or 12h, got {value!r}")
+
+
+def _format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(_format_duration, return_type=str)
+]
+
+
+def _check_listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``0.0.0.0:8080`` / ``[::1]:8080`` -> (host, port)."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ValueError(f"listen host must be an IP address or localhost, got {host!r}") from None
+    return host, int(port_text)
+
+
+def _check_http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/") if value.count("/") == 3 else value
+
+
+def _check_origin(value: str) -> str:
+    value = _check_http_url(value).rstrip("/")
+    if value.count("/") > 2:
+        raise ValueError(f"expected an origin without a path (https://app.example.com), got {value!r}")
+    return value
+
+
+def _check_encryption_key(value: SecretStr) -> SecretStr:
+    raw = value.get_secret_value().strip()
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64url text (32 random bytes)") from None
+    if len(key) != 32:
+        raise ValueError(f"must decode to 32 bytes, got {len(key)}")
+    return value
+
+
+def _check_redis_url(value: str) -> str:
+    schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
+               "rediss+cluster://")
+    if not value.startswith(schemes):
+        raise ValueError("expected a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL")
+    return value
+
+
+def _check_prefix(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must start with '/'")
+    if any(seg in {".", ".."} for seg in value.split("/")) or "//" in value or "%" in value or "\\" in value:
+        raise ValueError("must be a normalised path (no '.', '..', '//', '%' or '\\')")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+Listen = Annotated[str, AfterValidator(_check_listen)]
+RouteName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+Method = Annotated[str, AfterValidator(lambda v: v.upper())]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class ServerConfig(_Model):
+    listen: Listen = Field("0.0.0.0:8080", description="Public listener, host:port.")  # noqa: S104
+    admin_listen: Listen = Field(
+        "127.0.0.1:9090", description="Admin listener for /healthz, /readyz and /metrics; never public."
+    )
+    public_url: Annotated[str, AfterValidator(_check_origin)] | None = Field(
+        None,
+        description="External origin of the gateway; redirect_uri = public_url + /oauth2/callback. "
+        "Required when any route uses sessions.",
+    )
+    workers: int = Field(1, ge=1, le=64, description="Processes sharing the listening port (SO_REUSEPORT).")
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list,
+        description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
+    )
+    upstream_timeout: Duration = Field(
+        timedelta(seconds=30), description="Time for the upstream to answer with headers (504 after)."
+    )
+    shutdown_grace: Duration = Field(
+        timedelta(seconds=25), description="On SIGTERM, how long in-flight requests get to finish."
+    )
+    header_timeout: Duration = Field(
+        timedelta(seconds=10), description="Time a client has to send its request headers (slowloris guard)."
+    )
+    max_body_size: int = Field(0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed).")
+
+
+class ProviderEndpoints(_Model):
+    authorization: HttpUrl | None = Field(None, description="Authorization endpoint (RFC 6749 §3.1).")
+    token: HttpUrl | None = Field(None, description="Token endpoint (RFC 6749 §3.2).")
+    introspection: HttpUrl | None = Field(None, description="Introspection endpoint (RFC 7662).")
+    revocation: HttpUrl | None = Field(None, description="Revocation endpoint (RFC 7009).")
+    end_session: HttpUrl | None = Field(None, description="OIDC RP-initiated logout endpoint.")
+    jwks: HttpUrl | None = Field(None, description="JWKS URI with the provider's signing keys.")
+    userinfo: HttpUrl | None = Field(None, description="OIDC userinfo endpoint.")
+
+
+class ProviderConfig(_Model):
+    issuer: HttpUrl = Field(description="Issuer identifier; must equal the discovery document's `issuer`.")
+    endpoints: ProviderEndpoints = Field(
+        default_factory=ProviderEndpoints,
+        description="Explicit endpoints; override discovery, or replace it when every endpoint needed is set.",
+    )
+    client_id: str = Field(min_length=1, description="OAuth 2.0 client id of the gateway.")
+    client_secret: SecretStr | None = Field(None, description="Client secret; use ${ENV} substitution.")
+    client_auth: Literal["client_secret_basic", "client_secret_post"] = Field(
+        "client_secret_basic", description="How the gateway authenticates at the token endpoint."
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email"],
+        description="Scopes requested at login; include `openid` for OIDC, `offline_access` for refresh tokens.",
+    )
+    introspection_cache: Duration = Field(
+        timedelta(seconds=60), description="Upper bound on caching an introspection answer; never past exp."
+    )
+    introspection_client_id: str | None = Field(
+        None, description="Client for introspection calls; default: client_id."
+    )
+    introspection_client_secret: SecretStr | None = Field(
+        None, description="Secret for introspection calls; default: client_secret."
+    )
+    jwt_leeway: Duration = Field(timedelta(seconds=30), description="Clock skew allowed on exp, nbf and iat.")
+    post_logout_redirect_uri: HttpUrl | None = Field(
+        None, description="Where the provider sends the user after RP-initiated logout."
+    )
+    extra_auth_params: dict[str, str] = Field(
+        default_factory=dict, description="Extra authorization request parameters, e.g. {prompt: consent}."
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=5), description="Time limit for each call to the provider (503 after)."
+    )
+
+
+class SessionsConfig(_Model):
+    store: Literal["redis", "memory"] = Field(
+        "redis", description="`redis` (shared by replicas) or `memory` (one process, development only)."
+    )
+    redis_url: Annotated[str, AfterValidator(_check_redis_url)] = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://, rediss:// (TLS), unix://, redis+sentinel://host:port/service_name or "
+        "redis+cluster://host:port.",
+    )
+    key_prefix: str = Field("tokengate:", description="Prefix of every Redis key the gateway writes.")
+    cookie_name: str = Field(
+        "tokengate_session",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Session cookie name; `__Host-` is prepended under https.",
+    )
+    idle_timeout: Duration = Field(timedelta(minutes=30), description="Session ends after this long unused.")
+    absolute_timeout: Duration = Field(timedelta(hours=12), description="Session ends this long after login.")
+    refresh_before: Duration = Field(
+        timedelta(seconds=30),
+        description="Refresh the access token this long before it expires.",
+    )
+    encryption_key: Annotated[SecretStr, AfterValidator(_check_encryption_key)] | None = Field(
+        None, description="32 random bytes, base64url; encrypts tokens at rest (AES-GCM). Required for sessions."
+    )
+
+
+class MatchConfig(_Model):
+    host: str | None = Field(None, description="Host to match (case-insensitive, port ignored).")
+    path_prefix: Annotated[str, AfterValidator(_check_prefix)] = Field(
+        "/", description="Segment-aware prefix: /api matches /api and /api/x, not /apix."
+    )
+    methods: list[Method] | None = Field(None, description="Methods to match; default: all.")
+
+
+ClaimValue = str | int | bool
+
+
+class RequireConfig(_Model):
+    claims: dict[str, list[ClaimValue]] = Field(
+        default_factory=dict,
+        description="Each named claim (dotted path for nesting) must hold one of the listed values.",
+    )
+    email_domains: list[str] = Field(default_factory=list, description="Allowed e-mail domains (exact).")
+    subjects: list[str] = Field(default_factory=list, description="Allowed `sub` values.")
+
+
+class AuthConfig(_Model):
+    mode: Literal["public", "bearer", "session", "bearer_or_session"] = Field(
+        description="public | bearer | session | bearer_or_session."
+    )
+    provider: str | None = Field(None, description="Name of the provider under `providers`.")
+    validation: Literal["introspection", "jwt"] = Field(
+        "jwt",
+        alias="validate",
+        description="Bearer tokens: `jwt` (local, RFC 9068, against JWKS) or `introspection` (RFC 7662).",
+    )
+    audience: str | None = Field(None, description="Required value in the token's `aud`.")
+    scopes: list[str] = Field(default_factory=list, description="Scopes all required.")
+    scopes_by_method: dict[str, list[str]] | None = Field(
+        None, description='Scopes per method; "*" for the others. Exclusive with `scopes`.'
+    )
+    require: RequireConfig = Field(
+        default_factory=RequireConfig, description="Claim rules: is this user allowed this resource?"
+    )
+    allow_query_token: bool = Field(False, description="Accept `?access_token=` (RFC 6750 §2.3), legacy only.")
+    allow_form_token: bool = Field(False, description="Accept a form-body `access_token` (RFC 6750 §2.2).")
+    forward_token: bool = Field(True, description="Relay `Authorization: Bearer <access token>` upstream.")
+
+
+class RouteConfig(_Model):
+    name: RouteName = Field(description="Unique name; used in logs and metric labels.")
+    match: MatchConfig = Field(default_factory=MatchConfig, description="What requests the route takes.")
+    upstream: HttpUrl = Field(description="Base URL of the upstream (http:// or https://).")
+    strip_prefix: bool = Field(False, description="Remove path_prefix before forwarding.")
+    preserve_host: bool = Field(False, description="Send the client's Host instead of the upstream's.")
+    auth: AuthConfig = Field(description="Authentication and authorisation of the route.")
+
+
+class GatewayConfig(_Model):
+    server: ServerConfig = Field(default_factory=ServerConfig, description="Listeners and limits.")
+    providers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], ProviderConfig] = Field(
+        default_factory=dict, description="Authorization servers by name."
+    )
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig, description="Browser sessions.")
+    routes: list[RouteConfig] = Field(min_length=1, description="Routes, matched by host then longest prefix.")
+
+
+def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
+    """Rules that span fields; every one reported, each with its YAML path."""
+    problems: list[ConfigProblem] = []
+    seen: dict[str, int] = {}
+    matches: dict[tuple[str | None, str, tuple[str, ...] | None], int] = {}
+    uses_sessions = False
+    for i, route in enumerate(cfg.routes):
+        at = f"routes[{i}]"
+        if route.name in seen:
+            problems.append(ConfigProblem(f"{at}.name", f"duplicate route name {route.name!r} "
+                                          f"(also routes[{seen[route.name]}])"))
+        seen.setdefault(route.name, i)
+        key = (route.match.host.lower() if route.match.host else None, route.match.path_prefix.rstrip("/") or "/",
+               tuple(sorted(route.match.methods)) if route.match.methods else None)
+        if key in matches:
+            problems.append(ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches"))
+        matches.setdefault(key, i)
+        prefix = route.match.path_prefix
+        if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
+            problems.append(ConfigProblem(f"{at}.match.path_prefix", "/oauth2/ is reserved for the gateway"))
+        auth = route.auth
+        if auth.mode == "public":
+            for field in ("provider", "audience"):
+                if getattr(auth, field) is not None:
+                    problems.append(ConfigProblem(f"{at}.auth.{field}", "has no effect on a public route"))
+            if auth.scopes or auth.scopes_by_method or auth.require != RequireConfig():
+                problems.append(ConfigProblem(f"{at}.auth", "a public route cannot require scopes or claims"))
+            continue
+        if auth.provider is None:
+            problems.append(ConfigProblem(f"{at}.auth.provider", f"required for mode {auth.mode!r}"))
+        elif auth.provider not in cfg.providers:
+            known = ", ".join(sorted(cfg.providers)) or "none defined"
+            problems.append(ConfigProblem(f"{at}.auth.provider",
+                                          f"unknown provider {auth.provider!r} (providers: {known})"))
+        if auth.scopes and auth.scopes_by_method is not None:
+            problems.append(ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method"))
+        if auth.mode in ("session", "bearer_or_session"):
+            uses_sessions = True
+        if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
+            problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
+    if uses_sessions:
+        if cfg.server.public_url is None:
+            problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
+        if cfg.sessions.encryption_key is None:
+            problems.append(ConfigProblem("sessions.encryption_key", "required when a route uses sessions"))
+    if cfg.sessions.idle_timeout > cfg.sessions.absolute_timeout:
+        problems.append(ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout"))
+    for name, provider in cfg.providers.items():
+        if provider.client_secret is None and provider.introspection_client_secret is None:
+            problems.append(ConfigProblem(f"providers.{name}.client_secret",
+                                          "required (the gateway is a confidential client)"))
+    if cfg.server.listen == cfg.server.admin_listen:
+        problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
+    return problems

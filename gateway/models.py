@@ -1,0 +1,66 @@
+"""Frozen value types passed between the layers: who is calling, their tokens, and verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PrincipalSource = Literal["jwt", "introspection", "session"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A verified caller. ``claims`` are the verified claims (JWT, introspection answer or ID token)."""
+
+    subject: str
+    source: PrincipalSource
+    scopes: frozenset[str] = frozenset()
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    email: str | None = None
+    name: str | None = None
+    access_token: str | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    """What a token endpoint answered (RFC 6749 §5.1), with ``expires_at`` made absolute."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    refresh_token: str | None = None
+    id_token: str | None = None
+    expires_at: float | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A browser session as kept server-side; the cookie holds only the random session id."""
+
+    subject: str
+    provider: str
+    tokens: TokenSet
+    claims: Mapping[str, Any]
+    created_at: float
+    expires_at: float  # absolute timeout
+    email: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's verdict for one principal on one route, with the reasons behind it."""
+
+    allowed: bool
+    reasons: tuple[str, ...] = ()
+    missing_scopes: tuple[str, ...] = ()
+
+    @property
+    def reason_class(self) -> str:
+        if self.allowed:
+            return "allowed"
+        if self.missing_scopes:
+            return "insufficient_scope"
+        return "claims"

@@ -1,0 +1,112 @@
+"""Authorisation as a pure evaluator: (route policy, principal, method) -> Decision with its reasons.
+
+Scopes answer "is the requested service within the token's scope"; claim rules answer "is this resource
+owner allowed this resource" (the seeds' two resource-server checks). Reasons name rules, never values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.schema import AuthConfig, ClaimValue
+from gateway.models import Decision, Principal
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    """A route's compiled requirements; built once per config, shared by every request."""
+
+    scopes: tuple[str, ...] = ()
+    scopes_by_method: Mapping[str, tuple[str, ...]] | None = None
+    claims: Mapping[str, tuple[ClaimValue, ...]] = field(default_factory=dict)
+    email_domains: frozenset[str] = frozenset()
+    subjects: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_config(cls, auth: AuthConfig) -> RoutePolicy:
+        by_method = None
+        if auth.scopes_by_method is not None:
+            by_method = {m.upper() if m != "*" else "*": tuple(s) for m, s in auth.scopes_by_method.items()}
+        return cls(
+            scopes=tuple(auth.scopes),
+            scopes_by_method=by_method,
+            claims={name: tuple(values) for name, values in auth.require.claims.items()},
+            email_domains=frozenset(d.lower() for d in auth.require.email_domains),
+            subjects=frozenset(auth.require.subjects),
+        )
+
+    def required_scopes(self, method: str) -> tuple[str, ...]:
+        if self.scopes_by_method is None:
+            return self.scopes
+        found = self.scopes_by_method.get(method)
+        if found is None:
+            found = self.scopes_by_method.get("*", ())
+        return found
+
+    @property
+    def has_rules(self) -> bool:
+        return bool(self.claims or self.email_domains or self.subjects)
+
+
+_ALLOW = Decision(True, ("authenticated",))
+
+
+def evaluate(policy: RoutePolicy, principal: Principal, method: str) -> Decision:
+    """Scopes first (RFC 6750 insufficient_scope), then every claim rule; all failures are reported."""
+    required = policy.required_scopes(method)
+    missing = tuple(s for s in required if s not in principal.scopes)
+    if missing:
+        return Decision(False, ("scope",), missing_scopes=required)
+    if not policy.has_rules:
+        return _ALLOW
+    reasons: list[str] = []
+    for name, allowed in policy.claims.items():
+        if not claim_matches(principal.claims, name, allowed):
+            reasons.append(f"claim:{name}")
+    if policy.email_domains and not email_domain_allowed(principal, policy.email_domains):
+        reasons.append("email_domain")
+    if policy.subjects and principal.subject not in policy.subjects:
+        reasons.append("subject")
+    if reasons:
+        return Decision(False, tuple(reasons))
+    return Decision(True, ("authenticated", "rules"))
+
+
+def lookup_claim(claims: Mapping[str, Any], dotted: str) -> Any:
+    """``realm_access.roles`` -> claims["realm_access"]["roles"]; an exact top-level key wins first."""
+    if dotted in claims:
+        return claims[dotted]
+    node: Any = claims
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _same(a: object, b: object) -> bool:
+    # bool is an int in Python: True must not satisfy a rule asking for 1, nor "1" a rule asking for 1.
+    return type(a) is type(b) and a == b
+
+
+def claim_matches(claims: Mapping[str, Any], name: str, allowed: Sequence[ClaimValue]) -> bool:
+    """The claim holds one of the allowed values; a list-valued claim matches if any element does."""
+    value = lookup_claim(claims, name)
+    if value is _MISSING or value is None:
+        return False
+    candidates = value if isinstance(value, list | tuple) else (value,)
+    return any(_same(c, a) for c in candidates for a in allowed)
+
+
+def email_domain_allowed(principal: Principal, domains: frozenset[str]) -> bool:
+    """Exact domain after the single '@'; an address the provider marks unverified never passes."""
+    email = principal.email
+    if not email or email.count("@") != 1:
+        return False
+    if principal.claims.get("email_verified") is False:
+        return False
+    return email.rsplit("@", 1)[1].lower() in domains

@@ -1,0 +1,1 @@
+"""The HTTP side: the only aiohttp.web code besides app.py (handlers, proxy, middleware, admin)."""

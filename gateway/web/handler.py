@@ -1,0 +1,146 @@
+"""The proxy handler: normalise -> match -> authenticate -> authorise -> rewrite headers -> forward.
+
+Authentication is an explicit pipeline here rather than middleware, so its order is visible in one
+place (STYLE.md). Spoofed identity headers never pass: the upstream's headers are built from a filtered
+copy, and identity headers are only ever set from a verified principal.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from yarl import URL
+
+from gateway import metrics
+from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials, NotFound
+from gateway.models import Principal
+from gateway.policy import evaluate
+from gateway.routing import normalise_path, split_host, strip_segments
+from gateway.web.credentials import Credential, extract_bearer
+from gateway.web.headers import request_headers_for_upstream
+from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
+from gateway.web.proxy import forward_http, forward_websocket
+from gateway.web.runtime import CompiledRoute, Runtime
+from gateway.web.session_auth import SessionRefresher, session_principal
+from gateway.web.state import OAUTH2_HANDLER, REFRESHER, RUNTIME
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    rt = request.app[RUNTIME].current
+    state: RequestState = request[STATE_KEY]
+    raw_path, _, query = request.raw_path.partition("?")
+    path = normalise_path(raw_path)
+    state.path = path
+    trusted_peer = bool(rt.trusted) and rt.trusted.contains(request.remote)
+    if trusted_peer:
+        incoming_id = request.headers.get("X-Request-Id")
+        if incoming_id is not None and valid_request_id(incoming_id):
+            state.request_id = incoming_id
+    if path == "/oauth2" or path.startswith("/oauth2/"):
+        state.route = "oauth2"
+        return await request.app[OAUTH2_HANDLER](request, rt, path)
+    found = rt.routes.match(split_host(request.headers.get("Host")), path, request.method)
+    if found is None:
+        raise NotFound()
+    route = found.value
+    state.route = route.name
+    credential = Credential(None, query)
+    principal: Principal | None = None
+    if route.mode != "public":
+        principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
+        authorise(route, principal, request.method, state)
+    upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
+    headers = request_headers_for_upstream(
+        request.headers,
+        gateway_cookies=rt.cookies.names,
+        login_cookie_prefix=rt.cookies.login_prefix,
+        drop_authorization=route.mode != "public",
+    )
+    _set_forwarding(request, rt, route, headers, state, trusted_peer)
+    if principal is not None:
+        _set_identity(headers, principal, route)
+    target = route.upstream_base + upstream_path
+    if credential.query:
+        target += "?" + credential.query
+    url = URL(target, encoded=True)
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await forward_websocket(request, rt.http, url, headers, timeout=rt.upstream_timeout,
+                                       stats=state.stats)
+    return await forward_http(request, rt.http, url, headers, timeout=rt.upstream_timeout,
+                              max_body_size=rt.cfg.server.max_body_size, stats=state.stats,
+                              body=credential.body)
+
+
+async def authenticate(request: web.Request, rt: Runtime, route: CompiledRoute, query: str,
+                       refresher: SessionRefresher, state: RequestState) -> tuple[Principal, Credential]:
+    provider = route.provider
+    assert provider is not None  # config validation guarantees a provider on non-public routes
+    credential = Credential(None, query)
+    try:
+        if route.uses_bearer:
+            credential = await extract_bearer(request, query, allow_query=route.allow_query_token,
+                                              allow_form=route.allow_form_token)
+            if credential.token is not None:
+                state.auth = "bearer"
+                principal = await provider.verify_access_token(
+                    credential.token, validation=route.validation, audience=route.audience
+                )
+                return principal, credential
+            if route.mode == "bearer":
+                raise MissingCredentials()
+        state.auth = "session"
+        principal_or_none = await session_principal(request, rt, provider, refresher)
+        if principal_or_none is None:
+            raise LoginRequired()
+        return principal_or_none, credential
+    except Exception as exc:
+        reason = getattr(exc, "code", None) or type(exc).__name__
+        metrics.AUTH_DECISIONS.labels(route.name, "deny", reason).inc()
+        state.reasons = (reason,)
+        raise
+
+
+def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:
+    decision = evaluate(route.policy, principal, method)
+    state.reasons = decision.reasons
+    metrics.AUTH_DECISIONS.labels(route.name, "allow" if decision.allowed else "deny",
+                                  decision.reason_class).inc()
+    if decision.allowed:
+        return
+    if decision.missing_scopes:
+        raise InsufficientScope(scope=decision.missing_scopes)
+    raise AccessDenied(reasons=decision.reasons, detail=",".join(decision.reasons))
+
+
+def _set_forwarding(request: web.Request, rt: Runtime, route: CompiledRoute, headers: web.BaseRequest.headers,
+                    state: RequestState, trusted_peer: bool) -> None:
+    peer = request.remote or ""
+    incoming = request.headers
+    own_proto = "https" if request.secure else "http"
+    host = incoming.get("Host", "")
+    if trusted_peer:
+        prior = incoming.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        headers["X-Forwarded-Proto"] = incoming.get("X-Forwarded-Proto", own_proto)
+        headers["X-Forwarded-Host"] = incoming.get("X-Forwarded-Host", host)
+    else:
+        headers["X-Forwarded-For"] = peer
+        headers["X-Forwarded-Proto"] = own_proto
+        headers["X-Forwarded-Host"] = host
+    headers["X-Request-Id"] = state.request_id
+    if route.preserve_host and host:
+        headers["Host"] = host
+
+
+def _clean(value: str) -> str:
+    # Header values from claims: no control characters may reach the wire (response splitting).
+    return "".join(c for c in value if c >= " " and c != "\x7f")
+
+
+def _set_identity(headers: web.BaseRequest.headers, principal: Principal, route: CompiledRoute) -> None:
+    headers["X-Auth-Request-User"] = _clean(principal.subject)
+    if principal.email:
+        headers["X-Auth-Request-Email"] = _clean(principal.email)
+    if principal.scopes:
+        headers["X-Auth-Request-Scopes"] = " ".join(sorted(principal.scopes))
+    if route.forward_token and principal.access_token:
+        headers["Authorization"] = "Bearer " + principal.access_token

@@ -1,0 +1,116 @@
+"""The error middleware (exceptions -> answers) and the JSON access log, one line per request.
+
+Log lines carry the path without its query (queries can hold tokens) and never a header value
+other than the request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import GatewayError
+from gateway.web.proxy import ProxyStats
+from gateway.web.responses import error_response, internal_error
+
+log = logging.getLogger("tokengate")
+access_log = logging.getLogger("tokengate.access")
+
+STATE_KEY = "tokengate"
+_REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+@dataclass(slots=True)
+class RequestState:
+    """What the pipeline learns about one request, for the access log and metrics."""
+
+    request_id: str
+    started: float
+    path: str = ""
+    route: str = "-"
+    auth: str = "-"
+    reasons: tuple[str, ...] = ()
+    subject_known: bool = False
+    stats: ProxyStats = field(default_factory=ProxyStats)
+
+
+def valid_request_id(value: str | None) -> bool:
+    return bool(value) and len(value or "") <= 128 and all(c in _REQUEST_ID_OK for c in value or "")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(12)
+
+
+def _status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+def write_access_log(request: web.Request, state: RequestState, status: int) -> None:
+    duration = time.perf_counter() - state.started
+    metrics.REQUESTS.labels(state.route, _status_class(status)).inc()
+    metrics.REQUEST_DURATION.labels(state.route).observe(duration)
+    if state.stats.upstream_seconds is not None:
+        metrics.UPSTREAM_DURATION.labels(state.route).observe(state.stats.upstream_seconds)
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+        "request_id": state.request_id,
+        "method": request.method,
+        "path": state.path or request.path,
+        "route": state.route,
+        "status": status,
+        "duration_ms": round(duration * 1000, 3),
+        "upstream_ms": None if state.stats.upstream_seconds is None
+        else round(state.stats.upstream_seconds * 1000, 3),
+        "bytes_in": state.stats.bytes_in,
+        "bytes_out": state.stats.bytes_out,
+        "client": request.remote,
+        "auth": state.auth,
+    }
+    if state.reasons:
+        record["reasons"] = list(state.reasons)
+    access_log.info(json.dumps(record, separators=(",", ":")))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Every answer passes here: GatewayErrors become their answers, anything else a 500 with an id."""
+    state = RequestState(request_id=new_request_id(), started=time.perf_counter())
+    request[STATE_KEY] = state
+    metrics.IN_FLIGHT.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except GatewayError as exc:
+        if exc.detail:
+            log.info("request %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
+        path_qs = state.path + ("?" + request.query_string if request.query_string else "")
+        response = error_response(request, exc, state.request_id, path_qs or "/")
+        response.headers["X-Request-Id"] = state.request_id
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away; nginx's convention
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        log.exception("unexpected error on request %s", state.request_id)
+        response = internal_error(state.request_id)
+        response.headers["X-Request-Id"] = state.request_id
+        return response
+    finally:
+        metrics.IN_FLIGHT.dec()
+        write_access_log(request, state, status)

@@ -1,0 +1,260 @@
+"""The gateway's own endpoints under /oauth2/ (DESIGN §3): login, callback, logout, session.
+
+The authorization code grant with PKCE (RFC 7636) and OIDC nonce; login state lives in the store for ten
+minutes, single use, bound to the browser by a cookie named per attempt so parallel tabs both work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import (
+    AccessDenied,
+    GatewayError,
+    LoginFailed,
+    NotFound,
+    ProviderUnavailable,
+)
+from gateway.models import Session
+from gateway.oidc import ProviderClient, new_login_secrets
+from gateway.routing import safe_redirect_path
+from gateway.sessions import LoginState, SessionStore
+from gateway.web.responses import html_page, json_error
+from gateway.web.runtime import Runtime
+from gateway.web.session_auth import session_id_from
+
+log = logging.getLogger("tokengate.login")
+
+LOGIN_TTL = 600.0
+_NO_STORE = {"Cache-Control": "no-store"}
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Claims that describe the token rather than the user; not kept in the session.
+_TOKEN_CLAIMS = frozenset({"aud", "azp", "exp", "iat", "nbf", "iss", "jti", "nonce", "at_hash", "c_hash",
+                           "s_hash", "auth_time", "sid", "acr", "amr"})
+
+
+async def dispatch(request: web.Request, rt: Runtime, path: str) -> web.StreamResponse:
+    if path == "/oauth2/login":
+        _only(request, "GET", "HEAD")
+        return await login(request, rt)
+    if path == "/oauth2/callback":
+        _only(request, "GET")
+        return await callback(request, rt)
+    if path == "/oauth2/logout":
+        if request.method in ("GET", "HEAD"):
+            return logout_page()
+        _only(request, "POST")
+        return await logout(request, rt)
+    if path == "/oauth2/session":
+        _only(request, "GET", "HEAD")
+        return await session_info(request, rt)
+    raise NotFound()
+
+
+def _only(request: web.Request, *methods: str) -> None:
+    if request.method not in methods:
+        raise web.HTTPMethodNotAllowed(request.method, methods)
+
+
+def _store(rt: Runtime) -> SessionStore:
+    if rt.store is None or rt.redirect_uri is None:
+        raise NotFound("no route of this gateway uses browser sessions")
+    return rt.store
+
+
+def _binding_cookie(rt: Runtime, state: str) -> str:
+    return rt.cookies.login_prefix + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _provider_for(rt: Runtime, name: str | None) -> ProviderClient:
+    provider = rt.providers.get(name) if name else rt.session_provider
+    if provider is None:
+        raise NotFound("no provider handles logins here")
+    if not provider.ready:
+        raise ProviderUnavailable(detail=f"provider {provider.name} metadata not loaded")
+    return provider
+
+
+async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
+    """Start the code grant: new state, PKCE verifier and nonce, then 302 to the provider."""
+    store = _store(rt)
+    assert rt.redirect_uri is not None
+    rd = safe_redirect_path(request.query.get("rd"))
+    provider = _provider_for(rt, _route_provider(rt, rd))
+    state, verifier, nonce = new_login_secrets()
+    binding = secrets.token_urlsafe(32)
+    use_nonce = "openid" in provider.cfg.scopes
+    await store.save_login(
+        LoginState(state=state, code_verifier=verifier, nonce=nonce if use_nonce else "", rd=rd,
+                   provider=provider.name, created_at=rt.clock(), cookie_binding=_digest(binding)),
+        LOGIN_TTL,
+    )
+    location = provider.authorization_url(redirect_uri=rt.redirect_uri, state=state, code_verifier=verifier,
+                                          nonce=nonce if use_nonce else None)
+    response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
+    response.set_cookie(_binding_cookie(rt, state), binding, max_age=int(LOGIN_TTL), path="/",
+                        secure=rt.cookies.secure, httponly=True, samesite="Lax")
+    return response
+
+
+def _route_provider(rt: Runtime, rd: str) -> str | None:
+    """The provider of the session route that ``rd`` leads to, so multi-provider setups log in right."""
+    path = rd.split("?", 1)[0].split("#", 1)[0]
+    found = rt.routes.match(None, path, "GET")
+    if found is not None and found.value.uses_session and found.value.provider is not None:
+        return found.value.provider.name
+    return None
+
+
+async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
+    """Check state and its cookie, exchange the code, validate the ID token, start a new session."""
+    store = _store(rt)
+    assert rt.redirect_uri is not None
+    query = request.query
+    state = query.get("state", "")
+    error = query.get("error")
+    if error is not None:
+        pending = await store.take_login(state) if state else None
+        code = error if _ERROR_CODE.match(error) else "invalid_error_code"
+        metrics.LOGINS.labels(pending.provider if pending else "-", "provider_error").inc()
+        raise LoginFailed(f"The identity provider refused the sign-in: {code}.", detail=code)
+    code_param = query.get("code")
+    if not state or not code_param:
+        raise LoginFailed("The sign-in answer lacks its code or state.")
+    pending = await store.take_login(state)
+    if pending is None:
+        metrics.LOGINS.labels("-", "unknown_state").inc()
+        raise LoginFailed("This sign-in link has expired or was already used.")
+    provider = rt.providers.get(pending.provider)
+    if provider is None or provider.metadata is None:
+        raise ProviderUnavailable(detail="provider of a pending login is gone")
+    binding = request.cookies.get(_binding_cookie(rt, state), "")
+    if not binding or not hmac.compare_digest(_digest(binding), pending.cookie_binding):
+        metrics.LOGINS.labels(provider.name, "state_mismatch").inc()
+        raise LoginFailed("The sign-in was started in another browser or tab that is gone.")
+    iss = query.get("iss")
+    if iss is not None and iss != provider.metadata.issuer:  # RFC 9207 §2.4: mix-up defence
+        metrics.LOGINS.labels(provider.name, "issuer_mismatch").inc()
+        raise LoginFailed("The sign-in answer came from an unexpected issuer.")
+    try:
+        session = await _new_session(rt, provider, pending, code_param)
+    except GatewayError:
+        metrics.LOGINS.labels(provider.name, "failed").inc()
+        raise
+    old = session_id_from(request, rt)
+    if old is not None:
+        await store.delete(old)  # never carry a pre-login session over (session fixation)
+    session_id = await store.create(session)
+    metrics.LOGINS.labels(provider.name, "success").inc()
+    response = web.Response(status=302, headers={"Location": pending.rd, **_NO_STORE})
+    response.set_cookie(rt.cookies.name, session_id, max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()),
+                        path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
+    response.del_cookie(_binding_cookie(rt, state), path="/", secure=rt.cookies.secure, httponly=True,
+                        samesite="Lax")
+    return response
+
+
+async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginState, code: str) -> Session:
+    assert rt.redirect_uri is not None
+    tokens = await provider.exchange_code(code=code, redirect_uri=rt.redirect_uri,
+                                          code_verifier=pending.code_verifier)
+    claims: dict[str, Any] = {}
+    if tokens.id_token:
+        claims = dict(await provider.validate_id_token(tokens.id_token, nonce=pending.nonce or None,
+                                                       access_token=tokens.access_token))
+    elif "openid" in provider.cfg.scopes:
+        raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
+    if provider.metadata is not None and provider.metadata.userinfo:
+        try:
+            extra = await provider.userinfo(tokens.access_token)
+        except GatewayError as exc:
+            log.info("userinfo unavailable at login: %s", exc.detail or exc.code)
+            extra = {}
+        if not claims or extra.get("sub") == claims.get("sub"):
+            claims = {**extra, **claims}
+    if "sub" not in claims:
+        principal = await provider.verify_access_token(tokens.access_token, validation="introspection",
+                                                       audience=None)
+        claims = {**principal.claims, "sub": principal.subject}
+    now = rt.clock()
+    kept = {k: v for k, v in claims.items() if k not in _TOKEN_CLAIMS}
+    return Session(
+        subject=str(claims["sub"]),
+        provider=provider.name,
+        tokens=tokens,
+        claims=kept,
+        created_at=now,
+        expires_at=now + rt.cfg.sessions.absolute_timeout.total_seconds(),
+        email=_text(claims.get("email")),
+        name=_text(claims.get("name")),
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _same_origin(request: web.Request, rt: Runtime) -> bool:
+    """Refuse cross-site logout (CSRF): Fetch Metadata first, then Origin against public_url."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != rt.cfg.server.public_url:
+        return False
+    return True
+
+
+async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
+    """Delete the session, revoke its refresh token (RFC 7009), then RP-initiated logout."""
+    store = _store(rt)
+    if not _same_origin(request, rt):
+        raise AccessDenied("cross-site logout is refused", detail="logout origin check failed")
+    session_id = session_id_from(request, rt)
+    session = await store.delete(session_id) if session_id else None
+    location = "/"
+    if session is not None:
+        provider = rt.providers.get(session.provider)
+        metrics.LOGOUTS.labels(session.provider).inc()
+        if provider is not None:
+            if session.tokens.refresh_token:
+                await provider.revoke(session.tokens.refresh_token, "refresh_token")
+            await provider.revoke(session.tokens.access_token, "access_token")
+            after = provider.cfg.post_logout_redirect_uri or f"{rt.cfg.server.public_url}/"
+            location = provider.end_session_url(id_token_hint=session.tokens.id_token,
+                                                post_logout_redirect_uri=after) or "/"
+    response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
+    response.del_cookie(rt.cookies.name, path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
+    return response
+
+
+def logout_page() -> web.Response:
+    return html_page(200, "Sign out",
+                     "<form method=post action=/oauth2/logout><button type=submit>Sign out</button></form>")
+
+
+async def session_info(request: web.Request, rt: Runtime) -> web.StreamResponse:
+    """JSON about the current session; never any token."""
+    store = _store(rt)
+    session_id = session_id_from(request, rt)
+    session = await store.get(session_id) if session_id else None
+    if session is None:
+        return json_error(401, "login_required", "no session")
+    body = {"sub": session.subject, "email": session.email, "name": session.name,
+            "provider": session.provider, "expires_at": int(session.expires_at)}
+    return web.json_response(body, headers=_NO_STORE)
+
+
+__all__ = ["dispatch"]

@@ -1,0 +1,217 @@
+"""Forwarding to the upstream: bodies streamed both ways, WebSockets relayed with their close codes.
+
+aiohttp client errors are translated here, and only here, into UpstreamUnavailable (502) and
+UpstreamTimeout (504); once the answer has started, a failure can only abort the client connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from gateway.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from gateway.web.headers import response_headers_for_client
+
+log = logging.getLogger("tokengate.proxy")
+
+CHUNK = 64 * 1024
+SMALL_BODY = 64 * 1024  # answers up to this size with a known length are read at once (cheaper)
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    """Filled in while forwarding; read by the access log."""
+
+    upstream_seconds: float | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    status: int | None = None
+
+
+async def _limited_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(CHUNK):
+        stats.bytes_in += len(chunk)
+        if limit and stats.bytes_in > limit:
+            raise PayloadTooLarge()
+        yield chunk
+
+
+def _request_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes] | None:
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if limit and length is not None and length > limit:
+        raise PayloadTooLarge()
+    return _limited_body(request, limit, stats)
+
+
+async def forward_http(
+    request: web.Request,
+    http: aiohttp.ClientSession,
+    url: URL,
+    headers: CIMultiDict[str],
+    *,
+    timeout: aiohttp.ClientTimeout,
+    max_body_size: int,
+    stats: ProxyStats,
+    body: bytes | None = None,
+) -> web.StreamResponse:
+    """Send the request upstream and stream the answer back; returns the (prepared) response."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    data = body if body is not None else _request_body(request, max_body_size, stats)
+    if body is not None:
+        stats.bytes_in = len(body)
+    try:
+        upstream = await http.request(
+            request.method, url, headers=headers, data=data, allow_redirects=False, timeout=timeout,
+        )
+    except PayloadTooLarge:
+        raise
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout(detail=f"{url.host}:{url.port}: {type(exc).__name__}") from exc
+    except aiohttp.ClientPayloadError as exc:
+        if isinstance(exc.__cause__, PayloadTooLarge):
+            raise PayloadTooLarge() from exc
+        raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {exc}") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {type(exc).__name__}: {exc}") from exc
+    stats.upstream_seconds = loop.time() - started
+    stats.status = upstream.status
+    try:
+        return await _relay_answer(request, upstream, stats)
+    finally:
+        upstream.release()
+
+
+async def _relay_answer(
+    request: web.Request, upstream: aiohttp.ClientResponse, stats: ProxyStats
+) -> web.StreamResponse:
+    length = upstream.content_length
+    no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
+    if not no_body and length is not None and length <= SMALL_BODY:
+        try:
+            payload = await upstream.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UpstreamUnavailable(detail=f"reading the upstream answer: {type(exc).__name__}") from exc
+        stats.bytes_out = len(payload)
+        headers = response_headers_for_client(upstream.headers, keep_length=False)
+        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=payload)
+    headers = response_headers_for_client(upstream.headers, keep_length=no_body or length is not None)
+    response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+    if no_body:
+        await response.prepare(request)
+        return response
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
+    try:
+        async for chunk in upstream.content.iter_any():
+            stats.bytes_out += len(chunk)
+            await response.write(chunk)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # The status line is gone already: the only honest signal left is to cut the connection,
+        # so the client sees a truncated body instead of a complete-looking one.
+        log.warning("upstream failed mid-answer: %s", type(exc).__name__)
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError from exc
+    await response.write_eof()
+    return response
+
+
+async def forward_websocket(
+    request: web.Request,
+    http: aiohttp.ClientSession,
+    url: URL,
+    headers: CIMultiDict[str],
+    *,
+    timeout: aiohttp.ClientTimeout,
+    stats: ProxyStats,
+) -> web.WebSocketResponse:
+    """Open the upstream WebSocket first (so a refusal becomes 502), then relay frames both ways."""
+    protocols = tuple(
+        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+    )
+    ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        upstream = await http.ws_connect(
+            ws_url, headers=headers, protocols=protocols, autoclose=False, autoping=True,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
+            max_msg_size=0,
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        raise UpstreamUnavailable(detail=f"websocket handshake refused: {exc.status}") from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeout(detail="websocket connect timed out") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(detail=f"websocket connect failed: {type(exc).__name__}") from exc
+    stats.upstream_seconds = loop.time() - started
+    stats.status = 101
+    client = web.WebSocketResponse(
+        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False, autoping=True,
+        max_msg_size=0,
+    )
+    try:
+        await client.prepare(request)
+        await _relay_frames(client, upstream, stats)
+    finally:
+        await upstream.close()
+    return client
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    stats: ProxyStats,
+    inbound: bool,
+) -> None:
+    async for msg in source:
+        if msg.type is WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+            size = len(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+            size = len(msg.data)
+        else:
+            continue
+        if inbound:
+            stats.bytes_in += size
+        else:
+            stats.bytes_out += size
+    # The source closed (or failed): pass its close code on (RFC 6455 §7.1.5), then finish our side.
+    code = source.close_code if source.close_code is not None else 1000
+    if not sink.closed:
+        await sink.close(code=code, message=b"")
+    if not source.closed:
+        await source.close(code=code)
+
+
+async def _relay_frames(
+    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, stats: ProxyStats
+) -> None:
+    to_upstream = asyncio.ensure_future(_pump(client, upstream, stats, inbound=True))
+    to_client = asyncio.ensure_future(_pump(upstream, client, stats, inbound=False))
+    try:
+        done, pending = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=10)
+            except TimeoutError:
+                task.cancel()
+        for task in done:
+            task.result()
+    finally:
+        for task in (to_upstream, to_client):
+            if not task.done():
+                task.cancel()

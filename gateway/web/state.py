@@ -1,0 +1,32 @@
+"""Typed application state keys (aiohttp AppKey) and the holder of the current runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.web.runtime import Runtime
+from gateway.web.session_auth import SessionRefresher
+
+
+@dataclass(slots=True)
+class RuntimeHolder:
+    """The runtime in force; reload replaces it in one assignment (atomic for the event loop)."""
+
+    runtime: Runtime | None = None
+    ready: bool = True  # False while shutting down: /readyz answers 503
+
+    @property
+    def current(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("the gateway has not started")
+        return self.runtime
+
+
+OAuth2Handler = Callable[[web.Request, Runtime, str], Awaitable[web.StreamResponse]]
+
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+REFRESHER = web.AppKey("refresher", SessionRefresher)
+OAUTH2_HANDLER = web.AppKey("oauth2_handler", OAuth2Handler)
