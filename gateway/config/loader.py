@@ -103,8 +103,11 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
     try:
         cfg = GatewayConfig.model_validate(data)
     except ValidationError as exc:
+        unset = {loc for loc, _ in env_problems}
         for error in exc.errors():
             loc = _clean_loc(tuple(error["loc"]))
+            if tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc) in unset:
+                continue  # already reported: the variable behind this value is unset
             raw = tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc)
             problems.append(ConfigProblem(format_path(loc), _message(error), lines.get(raw)))
         raise ConfigError(problems, source) from None

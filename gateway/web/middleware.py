@@ -23,7 +23,7 @@ from gateway.web.responses import error_response, internal_error
 log = logging.getLogger("tokengate")
 access_log = logging.getLogger("tokengate.access")
 
-STATE_KEY = "tokengate"
+STATE_KEY = web.RequestKey("tokengate", "RequestState")
 _REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 

@@ -7,6 +7,7 @@ UpstreamTimeout (504); once the answer has started, a failure can only abort the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -189,12 +190,17 @@ async def _pump(
             stats.bytes_in += size
         else:
             stats.bytes_out += size
-    # The source closed (or failed): pass its close code on (RFC 6455 §7.1.5), then finish our side.
-    code = source.close_code if source.close_code is not None else 1000
-    if not sink.closed:
-        await sink.close(code=code, message=b"")
-    if not source.closed:
-        await source.close(code=code)
+
+
+# Codes that may not be sent in a close frame (RFC 6455 §7.4.1), replaced by what the other side
+# should hear: the peer went away (1001) or, when the upstream failed, "bad gateway" (1014).
+_UNSENDABLE = frozenset({1005, 1006, 1015})
+
+
+def _close_code(code: int | None, *, upstream_failed: bool) -> int:
+    if code is None or code in _UNSENDABLE:
+        return 1014 if upstream_failed else 1001
+    return code
 
 
 async def _relay_frames(
@@ -203,15 +209,19 @@ async def _relay_frames(
     to_upstream = asyncio.ensure_future(_pump(client, upstream, stats, inbound=True))
     to_client = asyncio.ensure_future(_pump(upstream, client, stats, inbound=False))
     try:
-        done, pending = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=10)
-            except TimeoutError:
-                task.cancel()
-        for task in done:
-            task.result()
+        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (to_upstream, to_client):
             if not task.done():
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+    # Whoever closed first: its close code goes to the other side (RFC 6455 §7.1.5), then both end.
+    if to_upstream in done:
+        code = _close_code(client.close_code, upstream_failed=False)
+        await upstream.close(code=code)
+        await client.close(code=code)
+    else:
+        code = _close_code(upstream.close_code, upstream_failed=True)
+        await client.close(code=code)
+        await upstream.close(code=code)

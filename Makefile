@@ -1,0 +1,72 @@
+# tokengate: every target sets up what it needs, so a fresh clone needs only Python, Node and apt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+IDP_STAMP := tests/idp/node_modules/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+$(IDP_STAMP): tests/idp/package-lock.json
+	cd tests/idp && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: system-deps
+system-deps: ## Install redis-server and chromium from Debian when they are missing
+	@bash .ci/system-deps redis-server chromium
+
+.PHONY: setup
+setup: $(STAMP) $(IDP_STAMP) system-deps ## Create .venv, install the project, the test provider and system packages
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layers
+	$(BIN)/ruff check gateway tests bench demo
+	$(BIN)/ruff format --check gateway tests bench demo
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: test
+test: setup lint ## Lint, then every test tier, then the deployment checks
+	$(BIN)/pytest $(PYTEST_ARGS)
+	bash .ci/deploy-check
+
+.PHONY: unit
+unit: $(STAMP) ## Only the fast unit tests
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: run
+run: setup ## Start the demo: test provider, demo upstream and the gateway on http://127.0.0.1:8080
+	$(BIN)/python -m demo
+
+.PHONY: bench
+bench: setup ## Load benchmark with wrk against loopback servers (bounded in time)
+	@bash .ci/system-deps wrk nginx
+	$(BIN)/python -m bench.run
+
+.PHONY: deploy-check
+deploy-check: ## hadolint, helm lint/template, kubernetes-validate and checkov on the chart
+	bash .ci/deploy-check
+
+.PHONY: image-check
+image-check: ## Build the container image with buildah and run check-config inside it
+	bash .ci/image-check
+
+.PHONY: docs
+docs: $(STAMP) ## Regenerate docs/configuration.md from the config schema
+	$(BIN)/python -m gateway.config.reference > docs/configuration.md
+
+.PHONY: clean
+clean: ## Remove the virtualenv, caches and test provider modules
+	rm -rf $(VENV) .venv-tools .tmp tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
