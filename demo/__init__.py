@@ -1,0 +1,1 @@
+"""The `make run` demo: the test OpenID provider, a demo upstream and tokengate, started together."""
