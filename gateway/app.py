@@ -47,8 +47,12 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         http = new_http_client()
         app[HTTP_CLIENT] = http
-        runtime = build_runtime(cfg, http, clock=clock)
-        await runtime.start()
+        try:
+            runtime = build_runtime(cfg, http, clock=clock)
+            await runtime.start()
+        except BaseException:
+            await http.close()
+            raise
         holder.runtime = runtime
         yield
         holder.ready = False

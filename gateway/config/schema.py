@@ -317,6 +317,13 @@ def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
             uses_sessions = True
         if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
             problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
+    uses_introspection = any(
+        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection" for r in cfg.routes
+    )
+    shares_cache = uses_introspection and "sessions" in cfg.model_fields_set and cfg.sessions.store == "redis"
+    if shares_cache and not uses_sessions and cfg.sessions.encryption_key is None:
+        problems.append(ConfigProblem("sessions.encryption_key", "required to share the introspection cache in "
+                                      "Redis: replicas authenticate its entries with this key"))
     if uses_sessions:
         if cfg.server.public_url is None:
             problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))

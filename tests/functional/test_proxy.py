@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.functional.conftest import GatewayFactory, public_route
+from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
