@@ -17,7 +17,8 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 1
     store = f"Redis at {stack.redis_url}" if stack.redis_url else "in memory (set REDIS_URL to use Redis)"
-    print(f"""
+    print(
+        f"""
 tokengate demo is running.
 
   Open:   {stack.url}/
@@ -26,7 +27,9 @@ tokengate demo is running.
   Admin:  http://127.0.0.1:{stack.ports.admin}/metrics
   Sessions are kept {store}.
 
-Press Ctrl-C to stop everything.""", flush=True)
+Press Ctrl-C to stop everything.""",
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while True:

@@ -44,8 +44,9 @@ class DemoStack:
 
     def _spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
         with (self.workdir / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=ROOT)
+            proc = subprocess.Popen(
+                args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
         self.procs.append(proc)
         return proc
 
@@ -54,22 +55,33 @@ class DemoStack:
             subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=IDP_DIR, check=True)
         p = self.ports
         callback = f"http://127.0.0.1:{p.gateway}/oauth2/callback"
-        self._spawn(["node", str(IDP_DIR / "launcher.mjs")], {
-            "IDP_PORT": str(p.idp), "IDP_REDIRECT_URIS": callback,
-            "IDP_POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{p.gateway}/",
-            "IDP_ACCESS_TOKEN_TTL": str(self.access_token_ttl), "IDP_ACCOUNT_CLAIMS": json.dumps(ACCOUNT_CLAIMS),
-        }, "idp")
+        self._spawn(
+            ["node", str(IDP_DIR / "launcher.mjs")],
+            {
+                "IDP_PORT": str(p.idp),
+                "IDP_REDIRECT_URIS": callback,
+                "IDP_POST_LOGOUT_REDIRECT_URIS": f"http://127.0.0.1:{p.gateway}/",
+                "IDP_ACCESS_TOKEN_TTL": str(self.access_token_ttl),
+                "IDP_ACCOUNT_CLAIMS": json.dumps(ACCOUNT_CLAIMS),
+            },
+            "idp",
+        )
         self._spawn([sys.executable, "-m", "demo.upstream_server", str(p.upstream)], {}, "upstream")
         env = {
-            "DEMO_PORT": str(p.gateway), "DEMO_ADMIN_PORT": str(p.admin), "DEMO_IDP_PORT": str(p.idp),
+            "DEMO_PORT": str(p.gateway),
+            "DEMO_ADMIN_PORT": str(p.admin),
+            "DEMO_IDP_PORT": str(p.idp),
             "DEMO_UPSTREAM_PORT": str(p.upstream),
             "TOKENGATE_SESSION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         }
         if self.redis_url:
             env.update({"DEMO_SESSION_STORE": "redis", "REDIS_URL": self.redis_url})
         self._wait(f"http://127.0.0.1:{p.idp}/.well-known/openid-configuration", "idp")
-        self._spawn([sys.executable, "-m", "gateway", "run", "--config", str(ROOT / "config" / "demo.yaml")],
-                    env, "gateway")
+        self._spawn(
+            [sys.executable, "-m", "gateway", "run", "--config", str(ROOT / "config" / "demo.yaml")],
+            env,
+            "gateway",
+        )
         self._wait(f"http://127.0.0.1:{p.admin}/readyz", "gateway")
         self._wait(f"http://127.0.0.1:{p.upstream}/public/", "upstream")
 

@@ -8,7 +8,8 @@ from aiohttp import web
 
 _STYLE = (
     "body{font:16px system-ui,sans-serif;max-width:44em;margin:3em auto;padding:0 1em;color:#1d2733}"
-    "h1{color:#0b5cad}table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccd;padding:.35em .6em;"
+    "h1{color:#0b5cad}table{border-collapse:collapse;width:100%}"
+    "td,th{border:1px solid #ccd;padding:.35em .6em;"
     "text-align:left}th{background:#eef3fa;width:40%}code{background:#f2f2f2;padding:0 .3em}"
     "nav a{margin-right:1em}button{font:inherit;padding:.4em 1.2em}"
 )
@@ -34,7 +35,9 @@ async def page(request: web.Request) -> web.Response:
         ("Cookies received", ", ".join(request.cookies) or "(none: the session cookie stays at the gateway)"),
         ("Path", request.path_qs),
     ]
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in rows)
+    table = "".join(
+        f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(v)}</code></td></tr>" for k, v in rows
+    )
     who = f"Hello, {html.escape(user)}" if user else "Hello"
     body = (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>tokengate demo</title>"
@@ -52,12 +55,14 @@ async def page(request: web.Request) -> web.Response:
 
 async def whoami(request: web.Request) -> web.Response:
     h = request.headers
-    return web.json_response({
-        "user": h.get("X-Auth-Request-User"),
-        "email": h.get("X-Auth-Request-Email"),
-        "scopes": (h.get("X-Auth-Request-Scopes") or "").split(),
-        "token_received": (h.get("Authorization") or "").startswith("Bearer "),
-    })
+    return web.json_response(
+        {
+            "user": h.get("X-Auth-Request-User"),
+            "email": h.get("X-Auth-Request-Email"),
+            "scopes": (h.get("X-Auth-Request-Scopes") or "").split(),
+            "token_received": (h.get("Authorization") or "").startswith("Bearer "),
+        }
+    )
 
 
 def demo_upstream_app() -> web.Application:

@@ -72,8 +72,9 @@ def create_admin_app(public: web.Application) -> web.Application:
     return admin
 
 
-async def swap_runtime(app: web.Application, cfg: GatewayConfig, *,
-                       clock: Callable[[], float] = time.time) -> Runtime:
+async def swap_runtime(
+    app: web.Application, cfg: GatewayConfig, *, clock: Callable[[], float] = time.time
+) -> Runtime:
     """Build and start a runtime for a new config, put it in force, and return the old one (to close
     once the requests that hold it have finished)."""
     new = build_runtime(cfg, app[HTTP_CLIENT], clock=clock)

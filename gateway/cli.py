@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 2
-    from gateway.server import serve, supervise  # noqa: PLC0415 - keeps check-config light
+    from gateway.server import serve, supervise
 
     if cfg.server.workers > 1:
         return supervise(cfg, Path(path))

@@ -70,9 +70,7 @@ class AuthError(GatewayError):
     code = "invalid_token"
     realm = "tokengate"
 
-    def __init__(
-        self, message: str | None = None, *, detail: str = "", scope: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, message: str | None = None, *, detail: str = "", scope: Sequence[str] = ()) -> None:
         super().__init__(message, detail=detail)
         self.scope = tuple(scope)
 
@@ -111,9 +109,7 @@ class AccessDenied(GatewayError):
     code = "access_denied"
     message = "access to this resource is denied"
 
-    def __init__(
-        self, message: str | None = None, *, detail: str = "", reasons: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, message: str | None = None, *, detail: str = "", reasons: Sequence[str] = ()) -> None:
         super().__init__(message, detail=detail)
         self.reasons = tuple(reasons)
 

@@ -13,36 +13,42 @@ REQUESTS = Counter(
     "tokengate_requests_total", "Requests answered, by route and status class.", ["route", "status_class"]
 )
 REQUEST_DURATION = Histogram(
-    "tokengate_request_duration_seconds", "Time from request to answer headers.", ["route"],
+    "tokengate_request_duration_seconds",
+    "Time from request to answer headers.",
+    ["route"],
     buckets=_LATENCY_BUCKETS,
 )
 UPSTREAM_DURATION = Histogram(
-    "tokengate_upstream_duration_seconds", "Time the upstream took to answer with headers.", ["route"],
+    "tokengate_upstream_duration_seconds",
+    "Time the upstream took to answer with headers.",
+    ["route"],
     buckets=_LATENCY_BUCKETS,
 )
-IN_FLIGHT = Gauge(
-    "tokengate_in_flight_requests", "Requests being served now.", multiprocess_mode="livesum"
-)
+IN_FLIGHT = Gauge("tokengate_in_flight_requests", "Requests being served now.", multiprocess_mode="livesum")
 AUTH_DECISIONS = Counter(
-    "tokengate_auth_decisions_total", "Authentication and authorisation outcomes.",
+    "tokengate_auth_decisions_total",
+    "Authentication and authorisation outcomes.",
     ["route", "outcome", "reason"],
 )
 INTROSPECTION_CALLS = Counter(
-    "tokengate_introspection_requests_total", "Calls to introspection endpoints, by outcome.",
+    "tokengate_introspection_requests_total",
+    "Calls to introspection endpoints, by outcome.",
     ["provider", "outcome"],
 )
 INTROSPECTION_CACHE = Counter(
-    "tokengate_introspection_cache_total", "Introspection cache lookups, by layer and result.",
+    "tokengate_introspection_cache_total",
+    "Introspection cache lookups, by layer and result.",
     ["provider", "layer", "result"],
 )
-JWKS_FETCHES = Counter(
-    "tokengate_jwks_fetches_total", "JWKS downloads, by outcome.", ["provider", "outcome"]
-)
+JWKS_FETCHES = Counter("tokengate_jwks_fetches_total", "JWKS downloads, by outcome.", ["provider", "outcome"])
 TOKEN_REFRESHES = Counter(
-    "tokengate_token_refreshes_total", "Access-token refreshes with a refresh token, by outcome.",
+    "tokengate_token_refreshes_total",
+    "Access-token refreshes with a refresh token, by outcome.",
     ["provider", "outcome"],
 )
 LOGINS = Counter("tokengate_logins_total", "Completed or failed logins, by outcome.", ["provider", "outcome"])
 LOGOUTS = Counter("tokengate_logouts_total", "Logouts.", ["provider"])
-REDIS_ERRORS = Counter("tokengate_redis_errors_total", "Failed Redis operations, by operation.", ["operation"])
+REDIS_ERRORS = Counter(
+    "tokengate_redis_errors_total", "Failed Redis operations, by operation.", ["operation"]
+)
 CONFIG_RELOADS = Counter("tokengate_config_reloads_total", "Configuration reloads, by outcome.", ["outcome"])

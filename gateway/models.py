@@ -28,7 +28,7 @@ class TokenSet:
     """What a token endpoint answered (RFC 6749 §5.1), with ``expires_at`` made absolute."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - a token type name, not a secret
     refresh_token: str | None = None
     id_token: str | None = None
     expires_at: float | None = None

@@ -7,10 +7,10 @@ no spelling of a path can reach a route other than the one its normal form selec
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+from urllib.parse import unquote
 
 from gateway.errors import PathRejected
 

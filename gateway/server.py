@@ -10,7 +10,9 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +22,7 @@ from gateway.config import load_config
 from gateway.config.schema import GatewayConfig, split_listen
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging
+from gateway.web.runtime import Runtime
 from gateway.web.state import RUNTIME
 
 log = logging.getLogger("tokengate")
@@ -30,7 +33,7 @@ _RESTART_ONLY = ("listen", "admin_listen", "workers")
 
 def use_uvloop() -> None:
     try:
-        import uvloop  # noqa: PLC0415 - optional accelerator
+        import uvloop
     except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
@@ -56,13 +59,18 @@ class Gateway:
         self.admin = create_admin_app(self.app)
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def run(self) -> None:
         server = self.cfg.server
         grace = server.shutdown_grace.total_seconds()
-        runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
-                               keepalive_timeout=server.header_timeout.total_seconds(), shutdown_timeout=grace)
+        runner = web.AppRunner(
+            self.app,
+            handler_cancellation=True,
+            access_log=None,
+            keepalive_timeout=server.header_timeout.total_seconds(),
+            shutdown_timeout=grace,
+        )
         admin_runner = web.AppRunner(self.admin, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         await admin_runner.setup()
@@ -70,7 +78,9 @@ class Gateway:
         ahost, aport = split_listen(server.admin_listen)
         await web.TCPSite(runner, host, port, reuse_port=self.reuse_port, backlog=1024).start()
         await web.TCPSite(admin_runner, ahost, aport, reuse_port=self.reuse_port).start()
-        log.info("tokengate listening on %s (admin %s), pid %d", server.listen, server.admin_listen, os.getpid())
+        log.info(
+            "tokengate listening on %s (admin %s), pid %d", server.listen, server.admin_listen, os.getpid()
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -86,8 +96,8 @@ class Gateway:
         await admin_runner.cleanup()
         log.info("stopped")
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -127,11 +137,11 @@ class Gateway:
             return True
 
 
-async def _close_later(runtime: object, delay: float) -> None:
+async def _close_later(runtime: Runtime, delay: float) -> None:
     # Requests that started on the old runtime keep using it; give them the grace to finish.
     await asyncio.sleep(delay)
     with contextlib.suppress(Exception):
-        await runtime.close()  # type: ignore[attr-defined]
+        await runtime.close()
 
 
 def serve(cfg: GatewayConfig, config_path: Path | None, *, reuse_port: bool = False) -> None:
@@ -181,7 +191,7 @@ def supervise(cfg: GatewayConfig, config_path: Path) -> int:
                 continue
             del workers[pid]
             with contextlib.suppress(Exception):
-                from prometheus_client import multiprocess  # noqa: PLC0415 - multi-worker mode only
+                from prometheus_client import multiprocess
 
                 multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             if not stopping:

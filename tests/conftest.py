@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.idp",
     "tests.fixtures.gateway",
+    "tests.fixtures.login",
 ]

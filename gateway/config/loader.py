@@ -47,14 +47,19 @@ def _line_index(node: yaml.Node | None, loc: tuple[str | int, ...] = ()) -> dict
     return lines
 
 
-def _substitute(data: Any, env: Mapping[str, str], loc: tuple[str | int, ...],
-                problems: list[tuple[tuple[str | int, ...], str]]) -> Any:
+def _substitute(
+    data: Any,
+    env: Mapping[str, str],
+    loc: tuple[str | int, ...],
+    problems: list[tuple[tuple[str | int, ...], str]],
+) -> Any:
     """Replace ${VAR} / ${VAR:-default} in string values (after parsing, so values can't inject YAML)."""
     if isinstance(data, dict):
         return {k: _substitute(v, env, (*loc, k), problems) for k, v in data.items()}
     if isinstance(data, list):
         return [_substitute(v, env, (*loc, i), problems) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
+
         def replace(found: re.Match[str]) -> str:
             name, default = found.group(1), found.group(2)
             if name in env:
@@ -63,6 +68,7 @@ def _substitute(data: Any, env: Mapping[str, str], loc: tuple[str | int, ...],
                 return default
             problems.append((loc, f"environment variable {name} is not set and has no default"))
             return ""
+
         return _VAR.sub(replace, data)
     return data
 
@@ -94,8 +100,9 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([ConfigProblem("", f"invalid YAML: {problem}", line)], source) from None
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem("", "the file must hold a YAML mapping (server, providers, ...)")],
-                          source)
+        raise ConfigError(
+            [ConfigProblem("", "the file must hold a YAML mapping (server, providers, ...)")], source
+        )
     lines = _line_index(node)
     env_problems: list[tuple[tuple[str | int, ...], str]] = []
     data = _substitute(data, env, (), env_problems)

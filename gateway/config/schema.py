@@ -26,7 +26,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``500ms``, ``30s``, ``15m``, ``12h``, ``1d`` -> timedelta. Bare numbers are refused: units are explicit."""
+    """``500ms``, ``30s``, ``15m``, ``12h``, ``1d`` -> timedelta; bare numbers are refused."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, str):
@@ -70,7 +70,7 @@ def split_listen(value: str) -> tuple[str, int]:
 def _check_http_url(value: str) -> str:
     if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value):
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    return value.rstrip("/") if value.count("/") == 3 else value
+    return value  # unchanged: an issuer must match the provider's spelling exactly (Auth0 ends in "/")
 
 
 def _check_origin(value: str) -> str:
@@ -92,8 +92,15 @@ def _check_encryption_key(value: SecretStr) -> SecretStr:
 
 
 def _check_redis_url(value: str) -> str:
-    schemes = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://", "redis+cluster://",
-               "rediss+cluster://")
+    schemes = (
+        "redis://",
+        "rediss://",
+        "unix://",
+        "redis+sentinel://",
+        "rediss+sentinel://",
+        "redis+cluster://",
+        "rediss+cluster://",
+    )
     if not value.startswith(schemes):
         raise ValueError("expected a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL")
     return value
@@ -118,7 +125,7 @@ class _Model(BaseModel):
 
 
 class ServerConfig(_Model):
-    listen: Listen = Field("0.0.0.0:8080", description="Public listener, host:port.")  # noqa: S104
+    listen: Listen = Field("0.0.0.0:8080", description="Public listener, host:port.")
     admin_listen: Listen = Field(
         "127.0.0.1:9090", description="Admin listener for /healthz, /readyz and /metrics; never public."
     )
@@ -141,7 +148,9 @@ class ServerConfig(_Model):
     header_timeout: Duration = Field(
         timedelta(seconds=10), description="Time a client has to send its request headers (slowloris guard)."
     )
-    max_body_size: int = Field(0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed).")
+    max_body_size: int = Field(
+        0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed)."
+    )
 
 
 class ProviderEndpoints(_Model):
@@ -158,7 +167,7 @@ class ProviderConfig(_Model):
     issuer: HttpUrl = Field(description="Issuer identifier; must equal the discovery document's `issuer`.")
     endpoints: ProviderEndpoints = Field(
         default_factory=ProviderEndpoints,
-        description="Explicit endpoints; override discovery, or replace it when every endpoint needed is set.",
+        description="Explicit endpoints; override discovery, or replace it when every needed one is set.",
     )
     client_id: str = Field(min_length=1, description="OAuth 2.0 client id of the gateway.")
     client_secret: SecretStr | None = Field(None, description="Client secret; use ${ENV} substitution.")
@@ -167,7 +176,7 @@ class ProviderConfig(_Model):
     )
     scopes: list[str] = Field(
         default_factory=lambda: ["openid", "profile", "email"],
-        description="Scopes requested at login; include `openid` for OIDC, `offline_access` for refresh tokens.",
+        description="Scopes asked for at login: `openid` for OIDC, `offline_access` for refresh tokens.",
     )
     introspection_cache: Duration = Field(
         timedelta(seconds=60), description="Upper bound on caching an introspection answer; never past exp."
@@ -212,7 +221,8 @@ class SessionsConfig(_Model):
         description="Refresh the access token this long before it expires.",
     )
     encryption_key: Annotated[SecretStr, AfterValidator(_check_encryption_key)] | None = Field(
-        None, description="32 random bytes, base64url; encrypts tokens at rest (AES-GCM). Required for sessions."
+        None,
+        description="32 random bytes, base64url; encrypts tokens at rest (AES-GCM). Required for sessions.",
     )
 
 
@@ -254,7 +264,9 @@ class AuthConfig(_Model):
     require: RequireConfig = Field(
         default_factory=RequireConfig, description="Claim rules: is this user allowed this resource?"
     )
-    allow_query_token: bool = Field(False, description="Accept `?access_token=` (RFC 6750 §2.3), legacy only.")
+    allow_query_token: bool = Field(
+        False, description="Accept `?access_token=` (RFC 6750 §2.3), legacy only."
+    )
     allow_form_token: bool = Field(False, description="Accept a form-body `access_token` (RFC 6750 §2.2).")
     forward_token: bool = Field(True, description="Relay `Authorization: Bearer <access token>` upstream.")
 
@@ -274,7 +286,9 @@ class GatewayConfig(_Model):
         default_factory=dict, description="Authorization servers by name."
     )
     sessions: SessionsConfig = Field(default_factory=SessionsConfig, description="Browser sessions.")
-    routes: list[RouteConfig] = Field(min_length=1, description="Routes, matched by host then longest prefix.")
+    routes: list[RouteConfig] = Field(
+        min_length=1, description="Routes, matched by host then longest prefix."
+    )
 
 
 def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
@@ -286,13 +300,21 @@ def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
     for i, route in enumerate(cfg.routes):
         at = f"routes[{i}]"
         if route.name in seen:
-            problems.append(ConfigProblem(f"{at}.name", f"duplicate route name {route.name!r} "
-                                          f"(also routes[{seen[route.name]}])"))
+            problems.append(
+                ConfigProblem(
+                    f"{at}.name", f"duplicate route name {route.name!r} (also routes[{seen[route.name]}])"
+                )
+            )
         seen.setdefault(route.name, i)
-        key = (route.match.host.lower() if route.match.host else None, route.match.path_prefix.rstrip("/") or "/",
-               tuple(sorted(route.match.methods)) if route.match.methods else None)
+        key = (
+            route.match.host.lower() if route.match.host else None,
+            route.match.path_prefix.rstrip("/") or "/",
+            tuple(sorted(route.match.methods)) if route.match.methods else None,
+        )
         if key in matches:
-            problems.append(ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches"))
+            problems.append(
+                ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches")
+            )
         matches.setdefault(key, i)
         prefix = route.match.path_prefix
         if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
@@ -309,21 +331,32 @@ def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
             problems.append(ConfigProblem(f"{at}.auth.provider", f"required for mode {auth.mode!r}"))
         elif auth.provider not in cfg.providers:
             known = ", ".join(sorted(cfg.providers)) or "none defined"
-            problems.append(ConfigProblem(f"{at}.auth.provider",
-                                          f"unknown provider {auth.provider!r} (providers: {known})"))
+            problems.append(
+                ConfigProblem(
+                    f"{at}.auth.provider", f"unknown provider {auth.provider!r} (providers: {known})"
+                )
+            )
         if auth.scopes and auth.scopes_by_method is not None:
-            problems.append(ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method"))
+            problems.append(
+                ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method")
+            )
         if auth.mode in ("session", "bearer_or_session"):
             uses_sessions = True
         if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
             problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
     uses_introspection = any(
-        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection" for r in cfg.routes
+        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
+        for r in cfg.routes
     )
     shares_cache = uses_introspection and "sessions" in cfg.model_fields_set and cfg.sessions.store == "redis"
     if shares_cache and not uses_sessions and cfg.sessions.encryption_key is None:
-        problems.append(ConfigProblem("sessions.encryption_key", "required to share the introspection cache in "
-                                      "Redis: replicas authenticate its entries with this key"))
+        problems.append(
+            ConfigProblem(
+                "sessions.encryption_key",
+                "required to share the introspection cache in "
+                "Redis: replicas authenticate its entries with this key",
+            )
+        )
     if uses_sessions:
         if cfg.server.public_url is None:
             problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
@@ -333,8 +366,11 @@ def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
         problems.append(ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout"))
     for name, provider in cfg.providers.items():
         if provider.client_secret is None and provider.introspection_client_secret is None:
-            problems.append(ConfigProblem(f"providers.{name}.client_secret",
-                                          "required (the gateway is a confidential client)"))
+            problems.append(
+                ConfigProblem(
+                    f"providers.{name}.client_secret", "required (the gateway is a confidential client)"
+                )
+            )
     if cfg.server.listen == cfg.server.admin_listen:
         problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
     return problems

@@ -35,7 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 def _registry() -> CollectorRegistry:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        from prometheus_client import multiprocess  # noqa: PLC0415 - only in multi-worker mode
+        from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

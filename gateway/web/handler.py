@@ -8,6 +8,7 @@ copy, and identity headers are only ever set from a verified principal.
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import metrics
@@ -30,6 +31,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     raw_path, _, query = request.raw_path.partition("?")
     path = normalise_path(raw_path)
     state.path = path
+    state.query = query
     trusted_peer = bool(rt.trusted) and rt.trusted.contains(request.remote)
     if trusted_peer:
         incoming_id = request.headers.get("X-Request-Id")
@@ -37,7 +39,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             state.request_id = incoming_id
     if path == "/oauth2" or path.startswith("/oauth2/"):
         state.route = "oauth2"
-        return await request.app[OAUTH2_HANDLER](request, rt, path)
+        oauth2_handler = request.app[OAUTH2_HANDLER]
+        return await oauth2_handler(request, rt, path)
     found = rt.routes.match(split_host(request.headers.get("Host")), path, request.method)
     if found is None:
         raise NotFound()
@@ -49,11 +52,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
         authorise(route, principal, request.method, state)
     upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     headers = request_headers_for_upstream(
         request.headers,
         gateway_cookies=rt.cookies.names,
         login_cookie_prefix=rt.cookies.login_prefix,
         drop_authorization=route.mode != "public",
+        websocket=websocket,
     )
     _set_forwarding(request, rt, route, headers, state, trusted_peer)
     if principal is not None:
@@ -62,23 +67,36 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if credential.query:
         target += "?" + credential.query
     url = URL(target, encoded=True)
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await forward_websocket(request, rt.http, url, headers, timeout=rt.upstream_timeout,
-                                       stats=state.stats)
-    return await forward_http(request, rt.http, url, headers, timeout=rt.upstream_timeout,
-                              max_body_size=rt.cfg.server.max_body_size, stats=state.stats,
-                              body=credential.body)
+    if websocket:
+        return await forward_websocket(request, rt.http, url, headers, stats=state.stats)
+    return await forward_http(
+        request,
+        rt.http,
+        url,
+        headers,
+        client_timeout=rt.upstream_timeout,
+        max_body_size=rt.cfg.server.max_body_size,
+        stats=state.stats,
+        body=credential.body,
+    )
 
 
-async def authenticate(request: web.Request, rt: Runtime, route: CompiledRoute, query: str,
-                       refresher: SessionRefresher, state: RequestState) -> tuple[Principal, Credential]:
+async def authenticate(
+    request: web.Request,
+    rt: Runtime,
+    route: CompiledRoute,
+    query: str,
+    refresher: SessionRefresher,
+    state: RequestState,
+) -> tuple[Principal, Credential]:
     provider = route.provider
     assert provider is not None  # config validation guarantees a provider on non-public routes
     credential = Credential(None, query)
     try:
         if route.uses_bearer:
-            credential = await extract_bearer(request, query, allow_query=route.allow_query_token,
-                                              allow_form=route.allow_form_token)
+            credential = await extract_bearer(
+                request, query, allow_query=route.allow_query_token, allow_form=route.allow_form_token
+            )
             if credential.token is not None:
                 state.auth = "bearer"
                 principal = await provider.verify_access_token(
@@ -102,8 +120,9 @@ async def authenticate(request: web.Request, rt: Runtime, route: CompiledRoute, 
 def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:
     decision = evaluate(route.policy, principal, method)
     state.reasons = decision.reasons
-    metrics.AUTH_DECISIONS.labels(route.name, "allow" if decision.allowed else "deny",
-                                  decision.reason_class).inc()
+    metrics.AUTH_DECISIONS.labels(
+        route.name, "allow" if decision.allowed else "deny", decision.reason_class
+    ).inc()
     if decision.allowed:
         return
     if decision.missing_scopes:
@@ -111,8 +130,14 @@ def authorise(route: CompiledRoute, principal: Principal, method: str, state: Re
     raise AccessDenied(reasons=decision.reasons, detail=",".join(decision.reasons))
 
 
-def _set_forwarding(request: web.Request, rt: Runtime, route: CompiledRoute, headers: web.BaseRequest.headers,
-                    state: RequestState, trusted_peer: bool) -> None:
+def _set_forwarding(
+    request: web.Request,
+    rt: Runtime,
+    route: CompiledRoute,
+    headers: CIMultiDict[str],
+    state: RequestState,
+    trusted_peer: bool,
+) -> None:
     peer = request.remote or ""
     incoming = request.headers
     own_proto = "https" if request.secure else "http"
@@ -136,7 +161,7 @@ def _clean(value: str) -> str:
     return "".join(c for c in value if c >= " " and c != "\x7f")
 
 
-def _set_identity(headers: web.BaseRequest.headers, principal: Principal, route: CompiledRoute) -> None:
+def _set_identity(headers: CIMultiDict[str], principal: Principal, route: CompiledRoute) -> None:
     headers["X-Auth-Request-User"] = _clean(principal.subject)
     if principal.email:
         headers["X-Auth-Request-Email"] = _clean(principal.email)

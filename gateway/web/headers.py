@@ -14,8 +14,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 HOP_BY_HOP = frozenset(
     {
-        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-        "te", "trailer", "transfer-encoding", "upgrade",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
     }
 )
 # Set by the gateway itself; a client's values are replaced (or appended to, from trusted proxies).
@@ -29,7 +36,9 @@ IDENTITY_PREFIX = "x-auth-request-"
 def is_spoofed_identity(name: str) -> bool:
     """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count."""
     lowered = name.lower()
-    return lowered.replace("_", "-").startswith(IDENTITY_PREFIX) or lowered.replace("_", "-") == "x-auth-request"
+    return (
+        lowered.replace("_", "-").startswith(IDENTITY_PREFIX) or lowered.replace("_", "-") == "x-auth-request"
+    )
 
 
 def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
@@ -97,12 +106,11 @@ def request_headers_for_upstream(
             continue
         if lowered == "authorization" and drop_authorization:
             continue
-        if lowered == "cookie":
-            if any(n in value for n in gateway_cookies) or login_cookie_prefix in value:
-                cleaned = strip_cookies(value, gateway_cookies, login_cookie_prefix)
-                if cleaned is not None:
-                    out.add(name, cleaned)
-                continue
+        if lowered == "cookie" and (any(n in value for n in gateway_cookies) or login_cookie_prefix in value):
+            cleaned = strip_cookies(value, gateway_cookies, login_cookie_prefix)
+            if cleaned is not None:
+                out.add(name, cleaned)
+            continue
         out.add(name, value)
     return out
 

@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -23,7 +24,6 @@ from gateway.web.responses import error_response, internal_error
 log = logging.getLogger("tokengate")
 access_log = logging.getLogger("tokengate.access")
 
-STATE_KEY = web.RequestKey("tokengate", "RequestState")
 _REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 
@@ -34,11 +34,15 @@ class RequestState:
     request_id: str
     started: float
     path: str = ""
+    query: str = ""  # raw (still percent-encoded); never logged: it may hold tokens
     route: str = "-"
     auth: str = "-"
     reasons: tuple[str, ...] = ()
     subject_known: bool = False
     stats: ProxyStats = field(default_factory=ProxyStats)
+
+
+STATE_KEY: web.RequestKey[RequestState] = web.RequestKey("tokengate", RequestState)
 
 
 def valid_request_id(value: str | None) -> bool:
@@ -69,7 +73,8 @@ def write_access_log(request: web.Request, state: RequestState, status: int) -> 
         "route": state.route,
         "status": status,
         "duration_ms": round(duration * 1000, 3),
-        "upstream_ms": None if state.stats.upstream_seconds is None
+        "upstream_ms": None
+        if state.stats.upstream_seconds is None
         else round(state.stats.upstream_seconds * 1000, 3),
         "bytes_in": state.stats.bytes_in,
         "bytes_out": state.stats.bytes_out,
@@ -82,7 +87,9 @@ def write_access_log(request: web.Request, state: RequestState, status: int) -> 
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Every answer passes here: GatewayErrors become their answers, anything else a 500 with an id."""
     state = RequestState(request_id=new_request_id(), started=time.perf_counter())
     request[STATE_KEY] = state
@@ -95,7 +102,7 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
     except GatewayError as exc:
         if exc.detail:
             log.info("request %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
-        path_qs = state.path + ("?" + request.query_string if request.query_string else "")
+        path_qs = state.path + ("?" + state.query if state.query else "")
         response = error_response(request, exc, state.request_id, path_qs or "/")
         response.headers["X-Request-Id"] = state.request_id
         status = response.status

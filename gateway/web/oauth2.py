@@ -37,8 +37,25 @@ LOGIN_TTL = 600.0
 _NO_STORE = {"Cache-Control": "no-store"}
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Claims that describe the token rather than the user; not kept in the session.
-_TOKEN_CLAIMS = frozenset({"aud", "azp", "exp", "iat", "nbf", "iss", "jti", "nonce", "at_hash", "c_hash",
-                           "s_hash", "auth_time", "sid", "acr", "amr"})
+_TOKEN_CLAIMS = frozenset(
+    {
+        "aud",
+        "azp",
+        "exp",
+        "iat",
+        "nbf",
+        "iss",
+        "jti",
+        "nonce",
+        "at_hash",
+        "c_hash",
+        "s_hash",
+        "auth_time",
+        "sid",
+        "acr",
+        "amr",
+    }
+)
 
 
 async def dispatch(request: web.Request, rt: Runtime, path: str) -> web.StreamResponse:
@@ -97,15 +114,30 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     binding = secrets.token_urlsafe(32)
     use_nonce = "openid" in provider.cfg.scopes
     await store.save_login(
-        LoginState(state=state, code_verifier=verifier, nonce=nonce if use_nonce else "", rd=rd,
-                   provider=provider.name, created_at=rt.clock(), cookie_binding=_digest(binding)),
+        LoginState(
+            state=state,
+            code_verifier=verifier,
+            nonce=nonce if use_nonce else "",
+            rd=rd,
+            provider=provider.name,
+            created_at=rt.clock(),
+            cookie_binding=_digest(binding),
+        ),
         LOGIN_TTL,
     )
-    location = provider.authorization_url(redirect_uri=rt.redirect_uri, state=state, code_verifier=verifier,
-                                          nonce=nonce if use_nonce else None)
+    location = provider.authorization_url(
+        redirect_uri=rt.redirect_uri, state=state, code_verifier=verifier, nonce=nonce if use_nonce else None
+    )
     response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
-    response.set_cookie(_binding_cookie(rt, state), binding, max_age=int(LOGIN_TTL), path="/",
-                        secure=rt.cookies.secure, httponly=True, samesite="Lax")
+    response.set_cookie(
+        _binding_cookie(rt, state),
+        binding,
+        max_age=int(LOGIN_TTL),
+        path="/",
+        secure=rt.cookies.secure,
+        httponly=True,
+        samesite="Lax",
+    )
     return response
 
 
@@ -159,21 +191,33 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
     session_id = await store.create(session)
     metrics.LOGINS.labels(provider.name, "success").inc()
     response = web.Response(status=302, headers={"Location": pending.rd, **_NO_STORE})
-    response.set_cookie(rt.cookies.name, session_id, max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()),
-                        path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
-    response.del_cookie(_binding_cookie(rt, state), path="/", secure=rt.cookies.secure, httponly=True,
-                        samesite="Lax")
+    response.set_cookie(
+        rt.cookies.name,
+        session_id,
+        max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()),
+        path="/",
+        secure=rt.cookies.secure,
+        httponly=True,
+        samesite="Lax",
+    )
+    response.del_cookie(
+        _binding_cookie(rt, state), path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax"
+    )
     return response
 
 
 async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginState, code: str) -> Session:
     assert rt.redirect_uri is not None
-    tokens = await provider.exchange_code(code=code, redirect_uri=rt.redirect_uri,
-                                          code_verifier=pending.code_verifier)
+    tokens = await provider.exchange_code(
+        code=code, redirect_uri=rt.redirect_uri, code_verifier=pending.code_verifier
+    )
     claims: dict[str, Any] = {}
     if tokens.id_token:
-        claims = dict(await provider.validate_id_token(tokens.id_token, nonce=pending.nonce or None,
-                                                       access_token=tokens.access_token))
+        claims = dict(
+            await provider.validate_id_token(
+                tokens.id_token, nonce=pending.nonce or None, access_token=tokens.access_token
+            )
+        )
     elif "openid" in provider.cfg.scopes:
         raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
     if provider.metadata is not None and provider.metadata.userinfo:
@@ -185,8 +229,9 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
         if not claims or extra.get("sub") == claims.get("sub"):
             claims = {**extra, **claims}
     if "sub" not in claims:
-        principal = await provider.verify_access_token(tokens.access_token, validation="introspection",
-                                                       audience=None)
+        principal = await provider.verify_access_token(
+            tokens.access_token, validation="introspection", audience=None
+        )
         claims = {**principal.claims, "sub": principal.subject}
     now = rt.clock()
     kept = {k: v for k, v in claims.items() if k not in _TOKEN_CLAIMS}
@@ -212,9 +257,7 @@ def _same_origin(request: web.Request, rt: Runtime) -> bool:
     if site is not None and site not in ("same-origin", "none"):
         return False
     origin = request.headers.get("Origin")
-    if origin is not None and origin != rt.cfg.server.public_url:
-        return False
-    return True
+    return not (origin is not None and origin != rt.cfg.server.public_url)
 
 
 async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
@@ -233,16 +276,23 @@ async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
                 await provider.revoke(session.tokens.refresh_token, "refresh_token")
             await provider.revoke(session.tokens.access_token, "access_token")
             after = provider.cfg.post_logout_redirect_uri or f"{rt.cfg.server.public_url}/"
-            location = provider.end_session_url(id_token_hint=session.tokens.id_token,
-                                                post_logout_redirect_uri=after) or "/"
+            location = (
+                provider.end_session_url(
+                    id_token_hint=session.tokens.id_token, post_logout_redirect_uri=after
+                )
+                or "/"
+            )
     response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
     response.del_cookie(rt.cookies.name, path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
     return response
 
 
 def logout_page() -> web.Response:
-    return html_page(200, "Sign out",
-                     "<form method=post action=/oauth2/logout><button type=submit>Sign out</button></form>")
+    return html_page(
+        200,
+        "Sign out",
+        "<form method=post action=/oauth2/logout><button type=submit>Sign out</button></form>",
+    )
 
 
 async def session_info(request: web.Request, rt: Runtime) -> web.StreamResponse:
@@ -252,8 +302,13 @@ async def session_info(request: web.Request, rt: Runtime) -> web.StreamResponse:
     session = await store.get(session_id) if session_id else None
     if session is None:
         return json_error(401, "login_required", "no session")
-    body = {"sub": session.subject, "email": session.email, "name": session.name,
-            "provider": session.provider, "expires_at": int(session.expires_at)}
+    body = {
+        "sub": session.subject,
+        "email": session.email,
+        "name": session.name,
+        "provider": session.provider,
+        "expires_at": int(session.expires_at),
+    }
     return web.json_response(body, headers=_NO_STORE)
 
 

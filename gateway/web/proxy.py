@@ -60,7 +60,7 @@ async def forward_http(
     url: URL,
     headers: CIMultiDict[str],
     *,
-    timeout: aiohttp.ClientTimeout,
+    client_timeout: aiohttp.ClientTimeout,
     max_body_size: int,
     stats: ProxyStats,
     body: bytes | None = None,
@@ -73,7 +73,12 @@ async def forward_http(
         stats.bytes_in = len(body)
     try:
         upstream = await http.request(
-            request.method, url, headers=headers, data=data, allow_redirects=False, timeout=timeout,
+            request.method,
+            url,
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            timeout=client_timeout,
         )
     except PayloadTooLarge:
         raise
@@ -135,7 +140,6 @@ async def forward_websocket(
     url: URL,
     headers: CIMultiDict[str],
     *,
-    timeout: aiohttp.ClientTimeout,
     stats: ProxyStats,
 ) -> web.WebSocketResponse:
     """Open the upstream WebSocket first (so a refusal becomes 502), then relay frames both ways."""
@@ -147,7 +151,11 @@ async def forward_websocket(
     started = loop.time()
     try:
         upstream = await http.ws_connect(
-            ws_url, headers=headers, protocols=protocols, autoclose=False, autoping=True,
+            ws_url,
+            headers=headers,
+            protocols=protocols,
+            autoclose=False,
+            autoping=True,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
             max_msg_size=0,
         )
@@ -160,7 +168,9 @@ async def forward_websocket(
     stats.upstream_seconds = loop.time() - started
     stats.status = 101
     client = web.WebSocketResponse(
-        protocols=(upstream.protocol,) if upstream.protocol else (), autoclose=False, autoping=True,
+        protocols=(upstream.protocol,) if upstream.protocol else (),
+        autoclose=False,
+        autoping=True,
         max_msg_size=0,
     )
     try:

@@ -44,11 +44,16 @@ def www_authenticate(error: AuthError) -> str:
     return ", ".join(parts)
 
 
-def json_error(status: int, code: str, description: str, headers: dict[str, str] | None = None,
-               **extra: str) -> web.Response:
+def json_error(
+    status: int, code: str, description: str, headers: dict[str, str] | None = None, **extra: str
+) -> web.Response:
     body = {"error": code, "error_description": description, **extra}
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type=_JSON,
-                        headers={**_NO_STORE, **(headers or {})})
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type=_JSON,
+        headers={**_NO_STORE, **(headers or {})},
+    )
 
 
 def html_page(status: int, title: str, body_html: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -59,8 +64,9 @@ def html_page(status: int, title: str, body_html: str, headers: dict[str, str] |
         "code{background:#eee;padding:0 .3em}button,a.button{font:inherit;padding:.4em 1em}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{body_html}</body></html>"
     )
-    return web.Response(status=status, text=page, content_type="text/html",
-                        headers={**_NO_STORE, **(headers or {})})
+    return web.Response(
+        status=status, text=page, content_type="text/html", headers={**_NO_STORE, **(headers or {})}
+    )
 
 
 def login_redirect(request: web.Request, path_qs: str) -> web.Response:
@@ -71,22 +77,28 @@ def login_redirect(request: web.Request, path_qs: str) -> web.Response:
 def error_response(request: web.Request, error: GatewayError, request_id: str, path_qs: str) -> web.Response:
     """Translate a GatewayError; never includes the private detail."""
     if isinstance(error, AuthError):
-        return json_error(error.status, error.code or "unauthorized", error.public_message,
-                          {"WWW-Authenticate": www_authenticate(error)})
+        return json_error(
+            error.status,
+            error.code or "unauthorized",
+            error.public_message,
+            {"WWW-Authenticate": www_authenticate(error)},
+        )
     if isinstance(error, LoginRequired):
         if is_navigation(request):
             return login_redirect(request, path_qs)
         return json_error(401, error.code, error.public_message)
     if isinstance(error, AccessDenied) and is_navigation(request):
         return html_page(
-            403, "Access denied",
+            403,
+            "Access denied",
             "<p>You are signed in, but this account may not use this page.</p>"
             "<form method=post action=/oauth2/logout><button type=submit>Sign out</button></form>",
         )
     if isinstance(error, LoginFailed):
         retry = "/oauth2/login?rd=" + quote(request.query.get("rd", "/"), safe="")
         return html_page(
-            error.status, "Sign-in failed",
+            error.status,
+            "Sign-in failed",
             f"<p>{html.escape(error.public_message)}</p>"
             f"<p><a class=button href='{html.escape(retry)}'>Try again</a></p>",
         )

@@ -180,7 +180,9 @@ def build_runtime(
         http=http,
         cookies=CookieSettings(name=name, secure=secure, login_prefix=name + LOGIN_COOKIE_INFIX),
         redirect_uri=f"{public_url}/oauth2/callback" if public_url else None,
-        upstream_timeout=aiohttp.ClientTimeout(total=None, sock_connect=min(timeout_s, 10.0), sock_read=timeout_s),
+        upstream_timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=min(timeout_s, 10.0), sock_read=timeout_s
+        ),
         clock=clock,
         compiled=compiled,
     )

@@ -60,8 +60,9 @@ class SessionRefresher:
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Future[Session]] = {}
 
-    async def fresh(self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str,
-                    session: Session) -> Session:
+    async def fresh(
+        self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str, session: Session
+    ) -> Session:
         margin = rt.cfg.sessions.refresh_before.total_seconds()
         if not needs_refresh(session, rt.clock(), margin):
             return session
@@ -82,8 +83,9 @@ class SessionRefresher:
         finally:
             del self._inflight[session_id]
 
-    async def _refresh_locked(self, rt: Runtime, store: SessionStore, provider: ProviderClient,
-                              session_id: str, margin: float) -> Session:
+    async def _refresh_locked(
+        self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str, margin: float
+    ) -> Session:
         lock_ttl = provider.cfg.timeout.total_seconds() * 2 + 5
         owner = await store.acquire_refresh_lock(session_id, lock_ttl)
         if owner is None:
@@ -105,8 +107,9 @@ class SessionRefresher:
         finally:
             await store.release_refresh_lock(session_id, owner)
 
-    async def _refresh(self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str,
-                       current: Session) -> Session:
+    async def _refresh(
+        self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str, current: Session
+    ) -> Session:
         refresh_token = current.tokens.refresh_token
         if not refresh_token:
             if _expired(current, rt.clock()):
@@ -142,8 +145,9 @@ def session_id_from(request: web.Request, rt: Runtime) -> str | None:
     return value
 
 
-async def session_principal(request: web.Request, rt: Runtime, provider: ProviderClient,
-                            refresher: SessionRefresher) -> Principal | None:
+async def session_principal(
+    request: web.Request, rt: Runtime, provider: ProviderClient, refresher: SessionRefresher
+) -> Principal | None:
     """The principal of the request's session on this provider, refreshed when due; None when none."""
     store = rt.store
     session_id = session_id_from(request, rt)

@@ -29,4 +29,4 @@ OAuth2Handler = Callable[[web.Request, Runtime, str], Awaitable[web.StreamRespon
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 REFRESHER = web.AppKey("refresher", SessionRefresher)
-OAUTH2_HANDLER = web.AppKey("oauth2_handler", OAuth2Handler)
+OAUTH2_HANDLER: web.AppKey[OAuth2Handler] = web.AppKey("oauth2_handler")

@@ -10,13 +10,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "TOKENGATE_CLIENT_SECRET": "s",
-       "TOKENGATE_SESSION_KEY": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"}
+ENV = {
+    **os.environ,
+    "TOKENGATE_CLIENT_SECRET": "s",
+    "TOKENGATE_SESSION_KEY": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA",
+}
 
 
 def tokengate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True,
-                          env=env or ENV, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("name", ["gateway.yaml", "public-api.yaml", "bearer-api.yaml", "browser-app.yaml"])
@@ -53,7 +62,8 @@ def test_missing_file_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("routes: [\n")
     result = tokengate("check-config", str(bad))
     assert result.returncode == 2
-    assert "invalid YAML" in result.stderr and "Traceback" not in result.stderr
+    assert "invalid YAML" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_run_refuses_a_broken_file() -> None:
@@ -66,5 +76,7 @@ def test_unset_secret_is_named() -> None:
     env = {k: v for k, v in ENV.items() if k != "TOKENGATE_CLIENT_SECRET"}
     result = tokengate("check-config", "config/bearer-api.yaml", env=env)
     assert result.returncode == 2
-    assert "providers.main.client_secret (line 9): environment variable TOKENGATE_CLIENT_SECRET is not set" \
+    assert (
+        "providers.main.client_secret (line 9): environment variable TOKENGATE_CLIENT_SECRET is not set"
         in result.stderr
+    )

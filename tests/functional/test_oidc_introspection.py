@@ -15,7 +15,7 @@ import pytest
 
 from gateway.errors import InvalidToken, ProviderUnavailable
 from gateway.models import Principal
-from gateway.oidc import ProviderClient
+from gateway.oidc import ProviderClient, ProviderMetadata
 from tests.functional.test_oidc_fakes import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -263,8 +263,6 @@ async def test_unreachable_is_provider_unavailable(clock: Clock) -> None:
         cfg = provider_config(fake.issuer)
     # The server is gone; the metadata is set by hand to its old address.
     async with provider_client(cfg, clock=clock, start=False) as client:
-        from gateway.oidc.metadata import ProviderMetadata
-
         client.metadata = ProviderMetadata(issuer=cfg.issuer, introspection=f"{cfg.issuer}/introspect")
         with pytest.raises(ProviderUnavailable):
             await verify(client)

@@ -249,18 +249,21 @@ async def test_unknown_kid_refetch_is_rate_limited(
     client: ProviderClient, fake: FakeProvider, clock: Clock
 ) -> None:
     stranger = signing_key("RSA", "stranger")
-    clock.advance(1)  # within jwks_min_refetch_interval (5 s) of the start-up fetch
+    clock.advance(1)  # right after the start-up fetch: the first unknown kid still refetches (rotation)
     assert await rejected(client, mint(stranger, claims_for(fake.issuer, clock))) == "unknown kid"
-    assert fake.hits["/jwks"] == 1
-    clock.advance(10)
+    assert fake.hits["/jwks"] == 2
+    clock.advance(1)  # within jwks_min_refetch_interval (5 s) of that refetch: refused without a call
     assert await rejected(client, mint(stranger, claims_for(fake.issuer, clock, jti="2"))) == "unknown kid"
     assert fake.hits["/jwks"] == 2
+    clock.advance(10)
+    assert await rejected(client, mint(stranger, claims_for(fake.issuer, clock, jti="3"))) == "unknown kid"
+    assert fake.hits["/jwks"] == 3
     for i in range(20):  # within the interval again: no more calls
         assert (
-            await rejected(client, mint(stranger, claims_for(fake.issuer, clock, jti=str(i + 3))))
+            await rejected(client, mint(stranger, claims_for(fake.issuer, clock, jti=str(i + 4))))
             == "unknown kid"
         )
-    assert fake.hits["/jwks"] == 2
+    assert fake.hits["/jwks"] == 3
 
 
 async def test_concurrent_unknown_kids_make_one_refetch(

@@ -27,16 +27,23 @@ def config(up: Upstream, **server: Any) -> dict[str, Any]:
             public_route("api", "/api", up.url),
             public_route("apix", "/apix", up.url, strip_prefix=True),
             public_route("kept-host", "/host", up.url, preserve_host=True),
-            {"name": "private", "match": {"path_prefix": "/private"}, "upstream": up.url,
-             "auth": {"mode": "bearer", "provider": "main"}},
+            {
+                "name": "private",
+                "match": {"path_prefix": "/private"},
+                "upstream": up.url,
+                "auth": {"mode": "bearer", "provider": "main"},
+            },
         ],
     }
 
 
 async def test_round_trip(make_gateway: GatewayFactory, upstream: Upstream) -> None:
     client = await make_gateway(config(upstream))
-    resp = await client.post("/api/items?b=2&a=1&a=%20x", data=b"hello body",
-                             headers={"Content-Type": "text/plain", "X-Custom": "yes"})
+    resp = await client.post(
+        "/api/items?b=2&a=1&a=%20x",
+        data=b"hello body",
+        headers={"Content-Type": "text/plain", "X-Custom": "yes"},
+    )
     assert resp.status == 200
     seen = upstream.last
     assert (seen.method, seen.raw_path, seen.body) == ("POST", "/api/items?b=2&a=1&a=%20x", b"hello body")
@@ -48,7 +55,8 @@ async def test_round_trip(make_gateway: GatewayFactory, upstream: Upstream) -> N
     assert seen.header("X-Forwarded-Host") == f"127.0.0.1:{client.port}"
     assert len(seen.header("X-Request-Id") or "") == 24
     # hop-by-hop answer headers (and the ones named in Connection) stop at the gateway
-    assert "X-Hop" not in resp.headers and "Keep-Alive" not in resp.headers
+    assert "X-Hop" not in resp.headers
+    assert "Keep-Alive" not in resp.headers
     assert resp.headers["Set-Cookie"] == "up=1; Path=/"
 
 
@@ -62,31 +70,57 @@ async def test_methods_pass(make_gateway: GatewayFactory, upstream: Upstream, me
 
 async def test_hop_by_hop_request_headers_removed(make_gateway: GatewayFactory, upstream: Upstream) -> None:
     client = await make_gateway(config(upstream))
-    await client.get("/api", headers={"Connection": "keep-alive, X-Secret-Hop", "X-Secret-Hop": "1",
-                                      "Keep-Alive": "timeout=1", "TE": "trailers",
-                                      "Proxy-Authorization": "Basic eDp5", "Trailer": "X"})
+    await client.get(
+        "/api",
+        headers={
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "Keep-Alive": "timeout=1",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic eDp5",
+            "Trailer": "X",
+        },
+    )
     names = {k.lower() for k, _ in upstream.last.headers}
     assert not names & {"x-secret-hop", "keep-alive", "te", "proxy-authorization", "trailer"}
 
 
 @pytest.mark.parametrize(
     "name",
-    ["X-Auth-Request-User", "x-auth-request-user", "X-AUTH-REQUEST-EMAIL", "X_Auth_Request_User",
-     "x_auth_request_scopes", "X-Auth_Request-Groups", "X-Auth-Request-Access-Token"],
+    [
+        "X-Auth-Request-User",
+        "x-auth-request-user",
+        "X-AUTH-REQUEST-EMAIL",
+        "X_Auth_Request_User",
+        "x_auth_request_scopes",
+        "X-Auth_Request-Groups",
+        "X-Auth-Request-Access-Token",
+    ],
 )
-async def test_spoofed_identity_headers_removed(make_gateway: GatewayFactory, upstream: Upstream,
-                                                name: str) -> None:
+async def test_spoofed_identity_headers_removed(
+    make_gateway: GatewayFactory, upstream: Upstream, name: str
+) -> None:
     client = await make_gateway(config(upstream))
     await client.get("/public/x", headers={name: "admin"})
-    assert not [k for k, _ in upstream.last.headers if k.lower().replace("_", "-").startswith("x-auth-request")]
+    assert not [
+        k for k, _ in upstream.last.headers if k.lower().replace("_", "-").startswith("x-auth-request")
+    ]
 
 
-async def test_forwarded_headers_from_untrusted_peer_are_replaced(make_gateway: GatewayFactory,
-                                                                  upstream: Upstream) -> None:
+async def test_forwarded_headers_from_untrusted_peer_are_replaced(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
     client = await make_gateway(config(upstream))
-    await client.get("/api", headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https",
-                                      "X-Forwarded-Host": "evil.example", "X-Request-Id": "chosen-by-client",
-                                      "X_Forwarded_For": "7.7.7.7"})
+    await client.get(
+        "/api",
+        headers={
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "evil.example",
+            "X-Request-Id": "chosen-by-client",
+            "X_Forwarded_For": "7.7.7.7",
+        },
+    )
     seen = upstream.last
     assert seen.all("X-Forwarded-For") == ["127.0.0.1"]
     assert seen.header("X-Forwarded-Proto") == "http"
@@ -95,11 +129,19 @@ async def test_forwarded_headers_from_untrusted_peer_are_replaced(make_gateway: 
     assert seen.header("X_Forwarded_For") is None
 
 
-async def test_forwarded_headers_from_trusted_peer_are_kept(make_gateway: GatewayFactory,
-                                                            upstream: Upstream) -> None:
+async def test_forwarded_headers_from_trusted_peer_are_kept(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
     client = await make_gateway(config(upstream, trusted_proxies=["127.0.0.0/8"]))
-    await client.get("/api", headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https",
-                                      "X-Forwarded-Host": "app.example.com", "X-Request-Id": "abc-123"})
+    await client.get(
+        "/api",
+        headers={
+            "X-Forwarded-For": "203.0.113.7",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "app.example.com",
+            "X-Request-Id": "abc-123",
+        },
+    )
     seen = upstream.last
     assert seen.header("X-Forwarded-For") == "203.0.113.7, 127.0.0.1"
     assert seen.header("X-Forwarded-Proto") == "https"
@@ -122,8 +164,9 @@ async def test_forwarded_headers_from_trusted_peer_are_kept(make_gateway: Gatewa
         ("/%70ublic/%7e", 200, "/public/~"),
     ],
 )
-async def test_path_attacks(make_gateway: GatewayFactory, upstream: Upstream, path: str, status: int,
-                            upstream_path: str | None) -> None:
+async def test_path_attacks(
+    make_gateway: GatewayFactory, upstream: Upstream, path: str, status: int, upstream_path: str | None
+) -> None:
     client = await make_gateway(config(upstream))
     before = len(upstream.seen)
     resp = await client.session.get(URL(f"http://127.0.0.1:{client.port}{path}", encoded=True))
@@ -254,8 +297,9 @@ async def test_websocket_echo_and_close_code(make_gateway: GatewayFactory, upstr
     assert ws_seen.header("X-Forwarded-For") == "127.0.0.1"
 
 
-async def test_websocket_client_close_reaches_upstream(make_gateway: GatewayFactory,
-                                                       upstream: Upstream) -> None:
+async def test_websocket_client_close_reaches_upstream(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
     client = await make_gateway(config(upstream))
     ws = await client.ws_connect("/ws")
     await ws.send_str("a")
@@ -273,17 +317,31 @@ async def test_websocket_to_dead_upstream_is_502(make_gateway: GatewayFactory, u
     assert info.value.status == 502
 
 
-async def test_access_log_has_no_query_or_secrets(make_gateway: GatewayFactory, upstream: Upstream,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_access_log_has_no_query_or_secrets(
+    make_gateway: GatewayFactory, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
     client = await make_gateway(config(upstream))
     with caplog.at_level("INFO", logger="tokengate.access"):
-        await client.get("/api/x?access=secret-value", headers={"Cookie": "c=cookie-value",
-                                                                "Authorization": "Bearer tok-value"})
+        await client.get(
+            "/api/x?access=secret-value",
+            headers={"Cookie": "c=cookie-value", "Authorization": "Bearer tok-value"},
+        )
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tokengate.access"]
     assert len(lines) == 1
     line = lines[0]
-    assert {"time", "request_id", "method", "path", "route", "status", "duration_ms", "upstream_ms",
-            "bytes_in", "bytes_out", "client"} <= set(line)
+    assert {
+        "time",
+        "request_id",
+        "method",
+        "path",
+        "route",
+        "status",
+        "duration_ms",
+        "upstream_ms",
+        "bytes_in",
+        "bytes_out",
+        "client",
+    } <= set(line)
     assert (line["path"], line["route"], line["status"]) == ("/api/x", "api", 200)
     text = caplog.text
     for secret in ("secret-value", "cookie-value", "tok-value"):

@@ -54,6 +54,8 @@ async def test_one_gib_each_way_with_flat_memory(upstream: Upstream, tmp_path: P
         await sampler
         gw.stop()
     growth_mib = (peak - baseline) / 1024
-    print(f"\ngateway RSS: baseline {baseline / 1024:.1f} MiB, peak during 1 GiB upload "
-          f"{upload_peak / 1024:.1f} MiB, peak overall {peak / 1024:.1f} MiB")
+    print(
+        f"\ngateway RSS: baseline {baseline / 1024:.1f} MiB, peak during 1 GiB upload "
+        f"{upload_peak / 1024:.1f} MiB, peak overall {peak / 1024:.1f} MiB"
+    )
     assert growth_mib < 64, f"RSS grew by {growth_mib:.0f} MiB while streaming"

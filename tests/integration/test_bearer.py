@@ -18,19 +18,35 @@ from tests.support.upstream import Upstream
 READ = "openid profile email api:read"
 
 
-def gateway_config(idp: IdP, upstream: Upstream, validate: str, *, audience: str | None = "api",
-                   cache: str = "60s", redis_url: str | None = None, endpoints: dict[str, str] | None = None,
-                   extra_auth: dict[str, Any] | None = None) -> dict[str, Any]:
+def gateway_config(
+    idp: IdP,
+    upstream: Upstream,
+    validate: str,
+    *,
+    audience: str | None = "api",
+    cache: str = "60s",
+    redis_url: str | None = None,
+    endpoints: dict[str, str] | None = None,
+    extra_auth: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     provider: dict[str, Any] = {
-        "issuer": idp.issuer, "client_id": idp.client_id, "client_secret": idp.client_secret,
+        "issuer": idp.issuer,
+        "client_id": idp.client_id,
+        "client_secret": idp.client_secret,
         "introspection_client_id": idp.introspection_client_id,
         "introspection_client_secret": idp.introspection_client_secret,
-        "introspection_cache": cache, "timeout": "2s",
+        "introspection_cache": cache,
+        "timeout": "2s",
     }
     if endpoints:
         provider["endpoints"] = endpoints
-    auth: dict[str, Any] = {"mode": "bearer", "provider": "main", "validate": validate, "scopes": ["api:read"],
-                            **(extra_auth or {})}
+    auth: dict[str, Any] = {
+        "mode": "bearer",
+        "provider": "main",
+        "validate": validate,
+        "scopes": ["api:read"],
+        **(extra_auth or {}),
+    }
     if audience:
         auth["audience"] = audience
     cfg: dict[str, Any] = {
@@ -38,13 +54,20 @@ def gateway_config(idp: IdP, upstream: Upstream, validate: str, *, audience: str
         "providers": {"main": provider},
         "routes": [
             {"name": "api", "match": {"path_prefix": "/api"}, "upstream": upstream.url, "auth": auth},
-            {"name": "write", "match": {"path_prefix": "/write"}, "upstream": upstream.url,
-             "auth": {**auth, "scopes": ["api:write"]}},
+            {
+                "name": "write",
+                "match": {"path_prefix": "/write"},
+                "upstream": upstream.url,
+                "auth": {**auth, "scopes": ["api:write"]},
+            },
         ],
     }
     if redis_url:
-        cfg["sessions"] = {"store": "redis", "redis_url": redis_url,
-                           "encryption_key": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"}
+        cfg["sessions"] = {
+            "store": "redis",
+            "redis_url": redis_url,
+            "encryption_key": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA",
+        }
     return cfg
 
 
@@ -76,14 +99,19 @@ def provider_for(validate: str, idp: IdP, idp_jwt: IdP) -> IdP:
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_valid_token_reaches_upstream_with_identity(make_gateway: GatewayFactory, upstream: Upstream,
-                                                          idp: IdP, idp_jwt: IdP, validate: str) -> None:
+async def test_valid_token_reaches_upstream_with_identity(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
+) -> None:
     provider = provider_for(validate, idp, idp_jwt)
-    tokens = await provider.obtain_tokens("alice", READ, extra={"resource": provider.resource_indicator}
-                                          if validate == "introspection" else None)
+    tokens = await provider.obtain_tokens(
+        "alice",
+        READ,
+        extra={"resource": provider.resource_indicator} if validate == "introspection" else None,
+    )
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate)))
-    resp = await client.get("/api/orders?x=1", headers={**bearer(tokens["access_token"]),
-                                                        "X-Auth-Request-User": "mallory"})
+    resp = await client.get(
+        "/api/orders?x=1", headers={**bearer(tokens["access_token"]), "X-Auth-Request-User": "mallory"}
+    )
     assert resp.status == 200, await resp.text()
     seen = upstream.last
     assert seen.all("X-Auth-Request-User") == ["alice"]
@@ -93,24 +121,31 @@ async def test_valid_token_reaches_upstream_with_identity(make_gateway: GatewayF
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_missing_scope_is_403(make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP,
-                                    validate: str) -> None:
+async def test_missing_scope_is_403(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
+) -> None:
     provider = provider_for(validate, idp, idp_jwt)
-    tokens = await provider.obtain_tokens("alice", READ, extra={"resource": provider.resource_indicator}
-                                          if validate == "introspection" else None)
+    tokens = await provider.obtain_tokens(
+        "alice",
+        READ,
+        extra={"resource": provider.resource_indicator} if validate == "introspection" else None,
+    )
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate)))
     before = len(upstream.seen)
     resp = await client.post("/write/x", headers=bearer(tokens["access_token"]))
     assert resp.status == 403
-    assert challenge(resp) == ('Bearer realm="tokengate", error="insufficient_scope", '
-                               'error_description="the access token lacks a required scope", scope="api:write"')
+    assert challenge(resp) == (
+        'Bearer realm="tokengate", error="insufficient_scope", '
+        'error_description="the access token lacks a required scope", scope="api:write"'
+    )
     assert (await resp.json())["error"] == "insufficient_scope"
     assert len(upstream.seen) == before
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_refusals(make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP,
-                        validate: str) -> None:
+async def test_refusals(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
+) -> None:
     provider = provider_for(validate, idp, idp_jwt)
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate)))
     resp = await client.get("/api")
@@ -130,7 +165,9 @@ async def test_refusals(make_gateway: GatewayFactory, upstream: Upstream, idp: I
     assert upstream.seen == []
 
 
-async def test_jwt_forgeries_are_refused(make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP) -> None:
+async def test_jwt_forgeries_are_refused(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP
+) -> None:
     tokens = await idp_jwt.obtain_tokens("alice", READ)
     token = tokens["access_token"]
     header_b64, payload_b64, signature = token.split(".")
@@ -140,8 +177,12 @@ async def test_jwt_forgeries_are_refused(make_gateway: GatewayFactory, upstream:
     unsigned = f"{_b64({'alg': 'none', 'typ': 'at+jwt'})}.{_b64(payload)}."
     jwe = "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d"
     client = await ready(await make_gateway(gateway_config(idp_jwt, upstream, "jwt")))
-    for bad in (f"{header_b64}.{forged_payload}.{signature}", f"{header_b64}.{payload_b64}.{tampered_sig}",
-                unsigned, jwe):
+    for bad in (
+        f"{header_b64}.{forged_payload}.{signature}",
+        f"{header_b64}.{payload_b64}.{tampered_sig}",
+        unsigned,
+        jwe,
+    ):
         resp = await client.get("/api", headers=bearer(bad))
         assert resp.status in (400, 401), bad
         if resp.status == 401:
@@ -150,11 +191,15 @@ async def test_jwt_forgeries_are_refused(make_gateway: GatewayFactory, upstream:
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_wrong_audience(make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP,
-                              validate: str) -> None:
+async def test_wrong_audience(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
+) -> None:
     provider = provider_for(validate, idp, idp_jwt)
-    tokens = await provider.obtain_tokens("alice", READ, extra={"resource": provider.resource_indicator}
-                                          if validate == "introspection" else None)
+    tokens = await provider.obtain_tokens(
+        "alice",
+        READ,
+        extra={"resource": provider.resource_indicator} if validate == "introspection" else None,
+    )
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate, audience="billing")))
     resp = await client.get("/api", headers=bearer(tokens["access_token"]))
     assert resp.status == 401
@@ -162,8 +207,14 @@ async def test_wrong_audience(make_gateway: GatewayFactory, upstream: Upstream, 
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_token_from_another_issuer(make_gateway: GatewayFactory, upstream: Upstream, idp: IdP,
-                                         idp_jwt: IdP, idp_factory: IdPFactory, validate: str) -> None:
+async def test_token_from_another_issuer(
+    make_gateway: GatewayFactory,
+    upstream: Upstream,
+    idp: IdP,
+    idp_jwt: IdP,
+    idp_factory: IdPFactory,
+    validate: str,
+) -> None:
     provider = provider_for(validate, idp, idp_jwt)
     other = idp_factory(access_token_format="jwt" if validate == "jwt" else "opaque")
     foreign = await other.obtain_tokens("alice", READ)
@@ -173,8 +224,9 @@ async def test_token_from_another_issuer(make_gateway: GatewayFactory, upstream:
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_expired_token(make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory,
-                             validate: str) -> None:
+async def test_expired_token(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory, validate: str
+) -> None:
     provider = idp_factory(access_token_ttl=2, access_token_format="jwt" if validate == "jwt" else "opaque")
     tokens = await provider.obtain_tokens("alice", READ)
     cfg = gateway_config(provider, upstream, validate, audience=None)
@@ -188,11 +240,13 @@ async def test_expired_token(make_gateway: GatewayFactory, upstream: Upstream, i
     assert 'error="invalid_token"' in challenge(resp)
 
 
-async def test_revocation_visible_after_cache_ttl(make_gateway: GatewayFactory, upstream: Upstream,
-                                                  idp: IdP) -> None:
+async def test_revocation_visible_after_cache_ttl(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP
+) -> None:
     tokens = await idp.obtain_tokens("alice", READ)
-    client = await ready(await make_gateway(gateway_config(idp, upstream, "introspection", audience=None,
-                                                           cache="1s")))
+    client = await ready(
+        await make_gateway(gateway_config(idp, upstream, "introspection", audience=None, cache="1s"))
+    )
     assert (await client.get("/api", headers=bearer(tokens["access_token"]))).status == 200
     await idp.revoke(tokens["access_token"], "access_token")
     await asyncio.sleep(1.2)
@@ -200,12 +254,15 @@ async def test_revocation_visible_after_cache_ttl(make_gateway: GatewayFactory, 
     assert resp.status == 401
 
 
-async def test_provider_down_cold_cache_is_503(make_gateway: GatewayFactory, upstream: Upstream,
-                                               idp_factory: IdPFactory) -> None:
+async def test_provider_down_cold_cache_is_503(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory
+) -> None:
     provider = idp_factory()
     cold = await provider.obtain_tokens("alice", READ)
     warm = await provider.obtain_tokens("bob", READ)
-    client = await ready(await make_gateway(gateway_config(provider, upstream, "introspection", audience=None)))
+    client = await ready(
+        await make_gateway(gateway_config(provider, upstream, "introspection", audience=None))
+    )
     assert (await client.get("/api", headers=bearer(warm["access_token"]))).status == 200
     served = len(upstream.seen)
     provider.stop()
@@ -219,8 +276,9 @@ async def test_provider_down_cold_cache_is_503(make_gateway: GatewayFactory, ups
     provider.start()
 
 
-async def test_jwks_unreachable_is_503(make_gateway: GatewayFactory, upstream: Upstream,
-                                       idp_factory: IdPFactory) -> None:
+async def test_jwks_unreachable_is_503(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory
+) -> None:
     provider = idp_factory(access_token_format="jwt")
     tokens = await provider.obtain_tokens("alice", READ)
     client = await ready(await make_gateway(gateway_config(provider, upstream, "jwt")))
@@ -231,8 +289,9 @@ async def test_jwks_unreachable_is_503(make_gateway: GatewayFactory, upstream: U
     assert upstream.seen == []
 
 
-async def test_key_rotation_fetches_the_new_kid(make_gateway: GatewayFactory, upstream: Upstream,
-                                                idp_factory: IdPFactory) -> None:
+async def test_key_rotation_fetches_the_new_kid(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory
+) -> None:
     provider = idp_factory(access_token_format="jwt")
     first = await provider.obtain_tokens("alice", READ)
     client = await ready(await make_gateway(gateway_config(provider, upstream, "jwt")))
@@ -243,19 +302,22 @@ async def test_key_rotation_fetches_the_new_kid(make_gateway: GatewayFactory, up
     assert resp.status == 200, await resp.text()
 
 
-async def test_single_flight_introspection(make_gateway: GatewayFactory, upstream: Upstream,
-                                           idp: IdP) -> None:
+async def test_single_flight_introspection(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP
+) -> None:
     tokens = await idp.obtain_tokens("alice", READ)
     client = await ready(await make_gateway(gateway_config(idp, upstream, "introspection", audience=None)))
     idp.reset_counters()
-    answers = await asyncio.gather(*(client.get("/api", headers=bearer(tokens["access_token"]))
-                                     for _ in range(100)))
+    answers = await asyncio.gather(
+        *(client.get("/api", headers=bearer(tokens["access_token"])) for _ in range(100))
+    )
     assert [r.status for r in answers] == [200] * 100
     assert idp.counters().get("/token/introspection") == 1
 
 
-async def test_shared_cache_across_replicas(make_gateway: GatewayFactory, upstream: Upstream, idp: IdP,
-                                            redis_url: str) -> None:
+async def test_shared_cache_across_replicas(
+    make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, redis_url: str
+) -> None:
     tokens = await idp.obtain_tokens("alice", READ)
     cfg = gateway_config(idp, upstream, "introspection", audience=None, redis_url=redis_url)
     first = await ready(await make_gateway(cfg))
@@ -267,14 +329,19 @@ async def test_shared_cache_across_replicas(make_gateway: GatewayFactory, upstre
 
 
 @pytest.mark.parametrize("validate", FORMATS)
-async def test_plain_oauth2_with_explicit_endpoints(make_gateway: GatewayFactory, upstream: Upstream,
-                                                    idp_factory: IdPFactory, validate: str) -> None:
+async def test_plain_oauth2_with_explicit_endpoints(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory, validate: str
+) -> None:
     provider = idp_factory(discovery=False, access_token_format="jwt" if validate == "jwt" else "opaque")
     tokens = await provider.obtain_tokens("alice", READ)
-    endpoints = ({"jwks": provider.jwks_uri} if validate == "jwt"
-                 else {"introspection": provider.introspection_endpoint})
-    client = await ready(await make_gateway(gateway_config(provider, upstream, validate, audience=None,
-                                                           endpoints=endpoints)))
+    endpoints = (
+        {"jwks": provider.jwks_uri}
+        if validate == "jwt"
+        else {"introspection": provider.introspection_endpoint}
+    )
+    client = await ready(
+        await make_gateway(gateway_config(provider, upstream, validate, audience=None, endpoints=endpoints))
+    )
     resp = await client.get("/api", headers=bearer(tokens["access_token"]))
     assert resp.status == 200, await resp.text()
     assert upstream.last.header("X-Auth-Request-User") == "alice"

@@ -52,8 +52,13 @@ class GatewayProcess:
         return self.log.read_text(errors="replace")
 
 
-def start_gateway(config_text: str, tmp: Path, env: dict[str, str] | None = None,
-                  ports: tuple[int, int] | None = None, wait_ready: bool = False) -> GatewayProcess:
+def start_gateway(
+    config_text: str,
+    tmp: Path,
+    env: dict[str, str] | None = None,
+    ports: tuple[int, int] | None = None,
+    wait_ready: bool = False,
+) -> GatewayProcess:
     """Write the config (``{port}`` and ``{admin_port}`` are filled in) and start ``python -m gateway``."""
     port, admin_port = ports or (free_port(), free_port())
     config = tmp / "gateway.yaml"
@@ -62,7 +67,9 @@ def start_gateway(config_text: str, tmp: Path, env: dict[str, str] | None = None
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "run", "--config", str(config)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     handle = GatewayProcess(proc, port, admin_port, config, log)
     try:

@@ -52,21 +52,46 @@ class Upstream:
 
 async def _echo(request: web.Request, up: Upstream) -> web.StreamResponse:
     body = await request.read()
-    seen = Seen(request.method, request.path, request.raw_path, request.query_string,
-                list(request.headers.items()), body)
+    seen = Seen(
+        request.method,
+        request.path,
+        request.raw_path,
+        request.query_string,
+        list(request.headers.items()),
+        body,
+    )
     up.seen.append(seen)
-    payload = {"method": seen.method, "path": seen.raw_path, "headers": seen.headers,
-               "body_length": len(body)}
-    return web.json_response(payload, headers={"Connection": "keep-alive, X-Hop", "X-Hop": "1",
-                                               "Keep-Alive": "timeout=5", "Set-Cookie": "up=1; Path=/"})
+    payload = {
+        "method": seen.method,
+        "path": seen.raw_path,
+        "headers": seen.headers,
+        "body_length": len(body),
+    }
+    return web.json_response(
+        payload,
+        headers={
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "1",
+            "Keep-Alive": "timeout=5",
+            "Set-Cookie": "up=1; Path=/",
+        },
+    )
 
 
 async def _count(request: web.Request, up: Upstream) -> web.Response:
     total = 0
     async for chunk in request.content.iter_chunked(1 << 20):
         total += len(chunk)
-    up.seen.append(Seen(request.method, request.path, request.raw_path, request.query_string,
-                        list(request.headers.items()), b""))
+    up.seen.append(
+        Seen(
+            request.method,
+            request.path,
+            request.raw_path,
+            request.query_string,
+            list(request.headers.items()),
+            b"",
+        )
+    )
     return web.json_response({"received": total})
 
 
@@ -107,8 +132,9 @@ async def _sse(request: web.Request) -> web.StreamResponse:
 
 
 async def _ws(request: web.Request, up: Upstream) -> web.WebSocketResponse:
-    up.seen.append(Seen("WS", request.path, request.raw_path, request.query_string,
-                        list(request.headers.items()), b""))
+    up.seen.append(
+        Seen("WS", request.path, request.raw_path, request.query_string, list(request.headers.items()), b"")
+    )
     ws = web.WebSocketResponse(protocols=("chat", "v2"))
     await ws.prepare(request)
     async for msg in ws:

@@ -30,8 +30,9 @@ def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-@pytest.mark.parametrize("name", ["gateway.yaml", "public-api.yaml", "bearer-api.yaml", "browser-app.yaml",
-                                  "demo.yaml"])
+@pytest.mark.parametrize(
+    "name", ["gateway.yaml", "public-api.yaml", "bearer-api.yaml", "browser-app.yaml", "demo.yaml"]
+)
 def test_examples_are_valid(name: str) -> None:
     cfg = load_config(ROOT / "config" / name, env=ENV)
     assert cfg.routes
@@ -61,7 +62,9 @@ def test_bad_durations(bad: object) -> None:
 def test_env_substitution_and_defaults() -> None:
     text = MINIMAL.replace("http://127.0.0.1:3000", "${UP:-http://127.0.0.1:4000}")
     assert parse_config(text, env={}).routes[0].upstream == "http://127.0.0.1:4000"
-    assert parse_config(text, env={"UP": "http://127.0.0.1:5000"}).routes[0].upstream == "http://127.0.0.1:5000"
+    assert (
+        parse_config(text, env={"UP": "http://127.0.0.1:5000"}).routes[0].upstream == "http://127.0.0.1:5000"
+    )
 
 
 def test_unset_variable_names_it_with_path_and_line() -> None:
@@ -74,7 +77,8 @@ def test_unset_variable_names_it_with_path_and_line() -> None:
 def test_substituted_values_cannot_inject_yaml() -> None:
     text = MINIMAL.replace("http://127.0.0.1:3000", "${UP}")
     found = problems(text, {"UP": "x\n    bogus: 1"})
-    assert found and found[0].startswith("routes[0].upstream (line 5): expected an http")
+    assert found
+    assert found[0].startswith("routes[0].upstream (line 5): expected an http")
 
 
 def test_every_problem_is_reported_with_its_path() -> None:

@@ -1,0 +1,214 @@
+"""ProviderClient: one authorization server as the web layer sees it, composed of the parts beside it.
+
+Owns the background task that loads provider metadata (with retry and backoff) and reloads it hourly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+import aiohttp
+
+from gateway.config.schema import ProviderConfig
+from gateway.errors import ProviderUnavailable
+from gateway.models import Principal, TokenSet
+from gateway.oidc.access_token import JwtAccessTokenVerifier
+from gateway.oidc.client_auth import ClientCredentials
+from gateway.oidc.grant import Grants
+from gateway.oidc.http import ProviderHttp
+from gateway.oidc.id_token import IdTokenValidator
+from gateway.oidc.introspection import Introspector, SharedCache
+from gateway.oidc.jwks import JwksCache
+from gateway.oidc.metadata import ENDPOINT_NAMES, ProviderMetadata, discover, discovery_needed, from_config
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL = 0.2
+BACKOFF_MAX = 30.0
+RELOAD_INTERVAL = 3600.0
+
+
+class ProviderClient:
+    """Metadata, bearer-token verification (JWT or introspection) and the login grant of one provider."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: ProviderConfig,
+        http: aiohttp.ClientSession,
+        *,
+        needs: frozenset[str] = frozenset(),
+        shared_cache: SharedCache | None = None,
+        clock: Callable[[], float] = time.time,
+        jwks_min_refetch_interval: float = 5.0,
+    ) -> None:
+        unknown = set(needs).difference(ENDPOINT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown endpoint names in needs: {sorted(unknown)}")
+        self.name = name
+        self.cfg = cfg
+        self.metadata: ProviderMetadata | None = None
+        self._needs = frozenset(needs)
+        self._http = ProviderHttp(name, http, cfg.timeout.total_seconds())
+        leeway = cfg.jwt_leeway.total_seconds()
+        self._jwks = JwksCache(name, self._http, self._jwks_uri, clock, jwks_min_refetch_interval)
+        self._jwt = JwtAccessTokenVerifier(cfg.issuer, self._jwks, clock, leeway)
+        self._introspector = Introspector(
+            name,
+            cfg.issuer,
+            self._http,
+            ClientCredentials.for_introspection(cfg),
+            self._introspection_uri,
+            clock,
+            leeway,
+            cfg.introspection_cache.total_seconds(),
+            shared_cache,
+        )
+        self._id_tokens = IdTokenValidator(cfg.issuer, cfg.client_id, self._jwks, clock, leeway)
+        self._grants = Grants(name, cfg, self._http, self._loaded_metadata, clock)
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.metadata is not None
+
+    async def start(self) -> None:
+        """Spawn the metadata task and return at once; see wait_ready."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._keep_metadata(), name=f"oidc-metadata-{self.name}")
+
+    async def wait_ready(self, timeout: float) -> bool:  # noqa: ASYNC109 - the web layer's readiness contract
+        if self.ready:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop the background work; the aiohttp session belongs to the caller and stays open."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._jwks.close()
+        await self._introspector.close()
+
+    async def _keep_metadata(self) -> None:
+        delay = BACKOFF_INITIAL
+        while True:
+            try:
+                metadata = await self._load_metadata()
+            except Exception as exc:  # the task must survive anything; the next attempt may succeed
+                detail = exc.detail if isinstance(exc, ProviderUnavailable) else type(exc).__name__
+                log.warning(
+                    "provider %s metadata not loaded (%s); retrying in %.1fs", self.name, detail, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            delay = BACKOFF_INITIAL
+            first = self.metadata is None
+            self.metadata = metadata
+            self._ready.set()
+            if first:
+                log.info("provider %s metadata loaded", self.name)
+            if metadata.jwks is not None and "jwks" in self._needs:
+                # Warm (or, hourly, renew) the signing keys so the first token does not wait for them.
+                with contextlib.suppress(ProviderUnavailable):
+                    await self._jwks.refresh()
+            await asyncio.sleep(RELOAD_INTERVAL)
+
+    async def _load_metadata(self) -> ProviderMetadata:
+        if not discovery_needed(self.cfg, self._needs):
+            return from_config(self.cfg)
+        metadata = await discover(self._http, self.cfg)
+        missing = metadata.missing(self._needs)
+        if missing:
+            raise ProviderUnavailable(detail=f"metadata lacks needed endpoints: {', '.join(missing)}")
+        return metadata
+
+    def _loaded_metadata(self) -> ProviderMetadata:
+        metadata = self.metadata
+        if metadata is None:
+            raise ProviderUnavailable(detail=f"{self.name}: metadata not loaded yet")
+        return metadata
+
+    def _jwks_uri(self) -> str:
+        uri = self._loaded_metadata().jwks
+        if uri is None:
+            raise ProviderUnavailable(detail=f"{self.name}: no jwks endpoint")
+        return uri
+
+    def _introspection_uri(self) -> str:
+        uri = self._loaded_metadata().introspection
+        if uri is None:
+            raise ProviderUnavailable(detail=f"{self.name}: no introspection endpoint")
+        return uri
+
+    # ---- bearer tokens -----------------------------------------------------------------------------
+
+    async def verify_access_token(
+        self, token: str, *, validation: Literal["jwt", "introspection"], audience: str | None
+    ) -> Principal:
+        """The caller behind ``token``; InvalidToken (401) with the reason in ``detail``, or
+        ProviderUnavailable (503) when the answer cannot be known now."""
+        if validation == "jwt":
+            principal = self._jwt.cached(token, audience)  # hot path: no coroutine below this one
+            if principal is not None:
+                return principal
+            self._loaded_metadata()
+            return await self._jwt.verify(token, audience)
+        if validation == "introspection":
+            principal = self._introspector.cached(token, audience)
+            if principal is not None:
+                return principal
+            return await self._introspector.verify(token, audience)
+        raise ValueError(f"unknown validation {validation!r}")
+
+    # ---- browser login -----------------------------------------------------------------------------
+
+    def authorization_url(
+        self, *, redirect_uri: str, state: str, code_verifier: str, nonce: str | None
+    ) -> str:
+        return self._grants.authorization_url(
+            redirect_uri=redirect_uri, state=state, code_verifier=code_verifier, nonce=nonce
+        )
+
+    async def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> TokenSet:
+        return await self._grants.exchange_code(
+            code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
+        )
+
+    async def validate_id_token(
+        self, id_token: str, *, nonce: str | None, access_token: str | None = None
+    ) -> dict[str, Any]:
+        self._loaded_metadata()
+        return await self._id_tokens.validate(id_token, nonce=nonce, access_token=access_token)
+
+    async def refresh(self, refresh_token: str) -> TokenSet:
+        return await self._grants.refresh(refresh_token)
+
+    async def revoke(self, token: str, token_type_hint: str = "refresh_token") -> bool:  # noqa: S107 - a hint name
+        return await self._grants.revoke(token, token_type_hint)
+
+    async def userinfo(self, access_token: str) -> dict[str, Any]:
+        return await self._grants.userinfo(access_token)
+
+    def end_session_url(
+        self, *, id_token_hint: str | None, post_logout_redirect_uri: str | None
+    ) -> str | None:
+        return self._grants.end_session_url(
+            id_token_hint=id_token_hint, post_logout_redirect_uri=post_logout_redirect_uri
+        )
