@@ -63,6 +63,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     _set_forwarding(request, rt, route, headers, state, trusted_peer)
     if principal is not None:
         _set_identity(headers, principal, route)
+    if credential.body is not None:
+        headers.popall("Content-Length", None)  # the body was read (and maybe re-encoded): aiohttp sets it
     target = route.upstream_base + upstream_path
     if credential.query:
         target += "?" + credential.query

@@ -1,0 +1,204 @@
+"""``tokengate explain``: why a request would be allowed or refused, without starting the gateway.
+
+It runs the gateway's own pieces (normalisation, the route table, the policy, and for a token the
+provider client) and prints each step, so its verdict is the gateway's verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.config.schema import GatewayConfig, RouteConfig
+from gateway.errors import GatewayError, PathRejected
+from gateway.models import Principal
+from gateway.policy import RoutePolicy, evaluate
+from gateway.routing import RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
+
+
+@dataclass
+class Explanation:
+    lines: list[str] = field(default_factory=list)
+    allowed: bool = False
+
+    def add(self, label: str, text: str) -> None:
+        self.lines.append(f"{label + ':':<12} {text}")
+
+    def note(self, text: str) -> None:
+        self.lines.append(f"{'':<12} - {text}")
+
+    def render(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
+    """A principal as the verifiers build it: scopes from ``scope`` (string) or ``scp`` (list)."""
+    scope = claims.get("scope")
+    scopes = scope.split() if isinstance(scope, str) else []
+    scp = claims.get("scp")
+    if isinstance(scp, list):
+        scopes += [s for s in scp if isinstance(s, str)]
+    elif isinstance(scp, str):
+        scopes += scp.split()
+    email = claims.get("email")
+    name = claims.get("name")
+    return Principal(
+        subject=str(claims.get("sub", "")),
+        source="jwt",
+        scopes=frozenset(scopes),
+        claims=dict(claims),
+        email=email if isinstance(email, str) else None,
+        name=name if isinstance(name, str) else None,
+    )
+
+
+def _describe_match(route: RouteConfig) -> str:
+    match = route.match
+    parts = [f"host {match.host or '*'}", f"prefix {match.path_prefix}"]
+    parts.append(f"methods {', '.join(match.methods) if match.methods else '*'}")
+    return ", ".join(parts)
+
+
+def _miss_reason(route: RouteConfig, host: str | None, path: str, method: str) -> str | None:
+    """Why a route did not take the request (None when it would have, had a better one not won)."""
+    match = route.match
+    if match.host is not None and match.host.lower() != host:
+        return f"host is {host or '(none)'}, route wants {match.host}"
+    want = prefix_segments(match.path_prefix)
+    have = tuple(path.split("/")[1:])
+    if have[: len(want)] != want:
+        return f"path is not under {match.path_prefix}"
+    if match.methods and method not in match.methods:
+        return f"method {method} not in {', '.join(match.methods)}"
+    return None
+
+
+def _requirements(route: RouteConfig, method: str) -> str:
+    policy = RoutePolicy.from_config(route.auth)
+    parts = []
+    scopes = policy.required_scopes(method)
+    parts.append("scopes " + (" ".join(scopes) if scopes else "(none)"))
+    for name, values in policy.claims.items():
+        parts.append(f"claim {name} in [{', '.join(map(str, values))}]")
+    if policy.email_domains:
+        parts.append("email domain in [" + ", ".join(sorted(policy.email_domains)) + "]")
+    if policy.subjects:
+        parts.append("sub in [" + ", ".join(sorted(policy.subjects)) + "]")
+    return "; ".join(parts)
+
+
+async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Principal:
+    """Verify a token exactly as the route would (JWKS or introspection at the real provider)."""
+    import aiohttp  # noqa: PLC0415 - only the --token path needs the network
+
+    from gateway.oidc import ProviderClient  # noqa: PLC0415
+
+    assert route.auth.provider is not None
+    needs = frozenset({"jwks" if route.auth.validation == "jwt" else "introspection"})
+    async with aiohttp.ClientSession() as http:
+        provider = ProviderClient(route.auth.provider, cfg.providers[route.auth.provider], http, needs=needs)
+        await provider.start()
+        try:
+            timeout = cfg.providers[route.auth.provider].timeout.total_seconds() * 2
+            if not await provider.wait_ready(timeout):
+                from gateway.errors import ProviderUnavailable  # noqa: PLC0415
+
+                raise ProviderUnavailable(detail="provider metadata could not be loaded")
+            return await provider.verify_access_token(
+                token, validation=route.auth.validation, audience=route.auth.audience
+            )
+        finally:
+            await provider.close()
+
+
+def explain(
+    cfg: GatewayConfig,
+    method: str,
+    url: str,
+    *,
+    claims: Mapping[str, Any] | None = None,
+    token: str | None = None,
+) -> Explanation:
+    out = Explanation()
+    method = method.upper()
+    parts = urlsplit(url if "://" in url else "http://_" + url)
+    host = split_host(parts.netloc) if parts.netloc != "_" else None
+    out.add("request", f"{method} {url}")
+    try:
+        path = normalise_path(parts.path or "/")
+    except PathRejected as exc:
+        out.add("normalised", f"rejected: {exc.detail} (400)")
+        out.add("verdict", "DENY (400 invalid_request)")
+        return out
+    out.add("normalised", path)
+    if path == "/oauth2" or path.startswith("/oauth2/"):
+        out.add("route", "(the gateway's own /oauth2/ endpoints)")
+        out.add("verdict", "ALLOW (served by the gateway)")
+        out.allowed = True
+        return out
+    table = RouteTable(RouteSpec(i, r.match.path_prefix, r.match.host, r.match.methods) for i, r in enumerate(cfg.routes))
+    found = table.match(host, path, method)
+    for i, route in enumerate(cfg.routes):
+        if found is not None and i == found.value:
+            continue
+        reason = _miss_reason(route, host, path, method) or "also matches, but a longer prefix won"
+        out.add("not chosen", f"{route.name} ({_describe_match(route)}): {reason}")
+    if found is None:
+        out.add("route", "none matches")
+        out.add("verdict", "DENY (404 not_found)")
+        return out
+    route = cfg.routes[found.value]
+    out.lines.insert(2, f"{'route:':<12} {route.name} ({_describe_match(route)}) -> {route.upstream}")
+    auth = route.auth
+    if auth.mode == "public":
+        out.add("auth", "public: no credentials needed")
+        out.add("verdict", "ALLOW")
+        out.allowed = True
+        return out
+    detail = f"{auth.mode}, provider {auth.provider}"
+    if auth.mode in ("bearer", "bearer_or_session"):
+        detail += f", validate {auth.validation}"
+        if auth.audience:
+            detail += f", audience {auth.audience}"
+    out.add("auth", detail)
+    out.add("requires", _requirements(route, method))
+    principal: Principal | None = None
+    if token is not None:
+        try:
+            principal = asyncio.run(verify_token(cfg, route, token))
+            out.add("token", f"valid ({auth.validation}): sub {principal.subject}")
+        except GatewayError as exc:
+            out.add("token", f"refused: {exc.detail or exc.public_message}")
+            out.add("verdict", f"DENY ({exc.status} {exc.code or 'unauthorized'})")
+            return out
+    elif claims is not None:
+        principal = principal_from_claims(claims)
+        out.add("claims", f"given: sub {principal.subject or '(none)'}")
+    if principal is None:
+        out.add("verdict", "DENY (401: no credentials given; pass --claims JSON or --token TOKEN)")
+        return out
+    decision = evaluate(RoutePolicy.from_config(auth), principal, method)
+    if decision.allowed:
+        out.add("verdict", "ALLOW")
+        out.allowed = True
+        return out
+    if decision.missing_scopes:
+        missing = [s for s in decision.missing_scopes if s not in principal.scopes]
+        out.add("verdict", "DENY (403 insufficient_scope)")
+        out.note("scope: missing " + " ".join(missing))
+        return out
+    out.add("verdict", "DENY (403 access_denied)")
+    for reason in decision.reasons:
+        out.note(reason)
+    return out
+
+
+def parse_claims(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("--claims must be a JSON object")
+    return value
