@@ -81,9 +81,9 @@ def _check_origin(value: str) -> str:
 
 
 def _check_encryption_key(value: SecretStr) -> SecretStr:
-    raw = value.get_secret_value().strip()
+    raw = value.get_secret_value().strip().rstrip("=").replace("+", "-").replace("/", "_")
     try:
-        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ValueError("must be base64url text (32 random bytes)") from None
     if len(key) != 32:

@@ -1,0 +1,257 @@
+"""The SessionStore semantics written once over a few key-value primitives (GETEX, SET NX/XX, GETDEL...):
+TTL rules, encryption at rest, id checks. Backends (Redis, memory) supply only the primitives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Literal
+
+from gateway.models import Session
+from gateway.sessions.crypto import InvalidCiphertext, SessionCipher, is_session_id, new_session_id
+from gateway.sessions.layout import KeyLayout, decode_login, decode_session, encode_login, encode_session
+from gateway.sessions.store import LoginState
+
+log = logging.getLogger(__name__)
+
+SetMode = Literal["nx", "xx"] | None
+Clock = Callable[[], float]
+
+LOCK_POLL_INTERVAL = 0.025  # seconds between checks while another replica refreshes
+_MAX_STATE_LENGTH = 512  # a `state` longer than this never came from us; don't hash it
+_CREATE_ATTEMPTS = 3  # 256-bit ids do not collide; the loop only makes "never reuses an id" literal
+
+
+def ttl_ms(seconds: float) -> int:
+    """Seconds -> whole milliseconds for PX, rounded up so a positive TTL never becomes 0."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+class KeyValueSessionStore(ABC):
+    """A SessionStore over a key-value backend with per-key TTLs; see ``store.SessionStore``."""
+
+    def __init__(
+        self,
+        cipher: SessionCipher,
+        *,
+        idle_timeout: float,
+        key_prefix: str = "tokengate:",
+        clock: Clock = time.time,
+    ) -> None:
+        if idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        self._cipher = cipher
+        self._idle_timeout = float(idle_timeout)
+        self._keys = KeyLayout(key_prefix)
+        self._clock = clock
+
+    # -- primitives a backend provides (raw: may raise the backend's own errors inside _guard) --------
+
+    @abstractmethod
+    async def _get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def _get_ex(self, key: str, ttl: int) -> bytes | None:
+        """GETEX key PX ttl: the value, with its TTL reset to ``ttl`` ms."""
+
+    @abstractmethod
+    async def _set(self, key: str, value: bytes, ttl: int, mode: SetMode = None) -> bool:
+        """SET key value PX ttl [NX|XX]: True when written."""
+
+    @abstractmethod
+    async def _get_del(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def _delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    async def _expire(self, key: str, ttl: int) -> None: ...
+
+    @abstractmethod
+    async def _exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    async def _delete_if_equal(self, key: str, value: bytes) -> bool:
+        """Atomically delete ``key`` only while it holds ``value``."""
+
+    @abstractmethod
+    async def _ping(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @asynccontextmanager
+    async def _guard(self, operation: str) -> AsyncIterator[None]:
+        """Bound and translate the backend's failures into SessionStoreUnavailable (backends override)."""
+        yield
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    def _session_ttl(self, session: Session) -> float:
+        # DESIGN §6: idle timeout, sliding, capped by the absolute timeout.
+        return min(self._idle_timeout, session.expires_at - self._clock())
+
+    def _seal_session(self, key: str, session: Session) -> bytes:
+        return self._cipher.encrypt(encode_session(session), key.encode())
+
+    def _open_session(self, key: str, blob: bytes) -> Session | None:
+        try:
+            return decode_session(self._cipher.decrypt(blob, key.encode()))
+        except InvalidCiphertext:
+            log.warning("a session record failed decryption (tampered, or another key); treated as absent")
+        except ValueError:
+            log.warning("a session record is malformed; treated as absent")
+        return None
+
+    async def create(self, session: Session) -> str:
+        ttl = self._session_ttl(session)
+        if ttl <= 0:
+            raise ValueError("the session's absolute expiry has already passed")
+        for _ in range(_CREATE_ATTEMPTS):
+            session_id = new_session_id()
+            key = self._keys.session(session_id)
+            async with self._guard("create"):
+                # NX: a new login always gets an id nobody held before (session fixation, DESIGN §3).
+                if await self._set(key, self._seal_session(key, session), ttl_ms(ttl), "nx"):
+                    return session_id
+        raise RuntimeError("could not allocate an unused session id")  # pragma: no cover
+
+    async def get(self, session_id: str) -> Session | None:
+        if not is_session_id(session_id):
+            return None
+        key = self._keys.session(session_id)
+        async with self._guard("get"):
+            # One round trip in the common case: read and slide the idle TTL together.
+            blob = await self._get_ex(key, ttl_ms(self._idle_timeout))
+        if blob is None:
+            return None
+        session = self._open_session(key, blob)
+        if session is None:
+            return None
+        remaining = session.expires_at - self._clock()
+        if remaining < self._idle_timeout:
+            # The absolute timeout is nearer than the idle one: cap the TTL GETEX just set, or end it.
+            async with self._guard("get"):
+                if remaining > 0:
+                    await self._expire(key, ttl_ms(remaining))
+                else:
+                    await self._delete(key)
+        return session if remaining > 0 else None
+
+    async def update(self, session_id: str, session: Session) -> None:
+        if not is_session_id(session_id):
+            return
+        key = self._keys.session(session_id)
+        ttl = self._session_ttl(session)
+        async with self._guard("update"):
+            if ttl <= 0:
+                await self._delete(key)
+                return
+            # XX: a session deleted meanwhile (logout on another replica) must stay deleted.
+            await self._set(key, self._seal_session(key, session), ttl_ms(ttl), "xx")
+
+    async def delete(self, session_id: str) -> Session | None:
+        if not is_session_id(session_id):
+            return None
+        key = self._keys.session(session_id)
+        async with self._guard("delete"):
+            blob = await self._get_del(key)
+        return None if blob is None else self._open_session(key, blob)
+
+    # -- login states ---------------------------------------------------------------------------------
+
+    async def save_login(self, state: LoginState, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("a login state needs a positive TTL")
+        key = self._keys.login(state.state)
+        blob = self._cipher.encrypt(encode_login(state), key.encode())
+        async with self._guard("save_login"):
+            await self._set(key, blob, ttl_ms(ttl))
+
+    async def take_login(self, state: str) -> LoginState | None:
+        if not isinstance(state, str) or not state or len(state) > _MAX_STATE_LENGTH:
+            return None
+        key = self._keys.login(state)
+        async with self._guard("take_login"):
+            blob = await self._get_del(key)  # single use (RFC 6749 §10.12, DESIGN §6)
+        if blob is None:
+            return None
+        try:
+            found = decode_login(self._cipher.decrypt(blob, key.encode()))
+        except ValueError:  # InvalidCiphertext included
+            log.warning("a login state failed decryption or is malformed; treated as absent")
+            return None
+        # The AAD already binds the record to sha256(state); comparing again costs nothing.
+        same = secrets.compare_digest(
+            found.state.encode("utf-8", "surrogatepass"), state.encode("utf-8", "surrogatepass")
+        )
+        return found if same else None
+
+    # -- refresh lock ---------------------------------------------------------------------------------
+
+    async def acquire_refresh_lock(self, session_id: str, ttl: float) -> str | None:
+        if ttl <= 0:
+            raise ValueError("a refresh lock needs a positive TTL")
+        owner = secrets.token_urlsafe(16)
+        async with self._guard("acquire_refresh_lock"):
+            taken = await self._set(self._keys.refresh_lock(session_id), owner.encode(), ttl_ms(ttl), "nx")
+        return owner if taken else None
+
+    async def release_refresh_lock(self, session_id: str, owner: str) -> None:
+        async with self._guard("release_refresh_lock"):
+            await self._delete_if_equal(self._keys.refresh_lock(session_id), owner.encode())
+
+    # The contract answers False on timeout instead of raising, so the budget is a parameter.
+    async def wait_refresh_unlocked(self, session_id: str, timeout: float) -> bool:  # noqa: ASYNC109
+        key = self._keys.refresh_lock(session_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            async with self._guard("wait_refresh_unlocked"):
+                if not await self._exists(key):
+                    return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(LOCK_POLL_INTERVAL, left))
+
+    # -- shared cache ---------------------------------------------------------------------------------
+
+    async def cache_get(self, key: str) -> bytes | None:
+        full = self._keys.cache(key)
+        async with self._guard("cache_get"):
+            blob = await self._get(full)
+        if blob is None:
+            return None
+        try:
+            # Encrypted too: the AEAD tag means nobody with write access to Redis can forge an entry
+            # (an introspection answer saying "active": true).
+            return self._cipher.decrypt(blob, full.encode())
+        except InvalidCiphertext:
+            log.warning("a cache entry failed decryption; treated as a miss")
+            return None
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        full = self._keys.cache(key)
+        if ttl <= 0:
+            return
+        blob = self._cipher.encrypt(value, full.encode())
+        async with self._guard("cache_set"):
+            await self._set(full, blob, ttl_ms(ttl))
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        async with self._guard("ping"):
+            await self._ping()
+
+    async def close(self) -> None:
+        async with self._guard("close"):
+            await self._close()

@@ -1,0 +1,122 @@
+"""RedisSessionStore: the SessionStore shared by every replica, on redis.asyncio (single, Sentinel, Cluster).
+
+This is the one place redis exceptions are caught: each becomes SessionStoreUnavailable (a 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from gateway.errors import SessionStoreUnavailable
+from gateway.metrics import REDIS_ERRORS
+from gateway.sessions.crypto import SessionCipher
+from gateway.sessions.kvstore import Clock, KeyValueSessionStore, SetMode
+from gateway.sessions.redis_client import OPERATION_DEADLINE, RedisClient, open_redis
+
+__all__ = ["RedisClient", "RedisSessionStore", "open_redis"]
+
+# RedisClusterException (no slots, no nodes) is not a RedisError; OSError and TimeoutError can escape
+# from socket setup in some redis-py paths. All of them mean "the store is unreachable".
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+# Compare-and-delete in one step, so a lock that expired and was taken by another replica is never
+# released by the old owner. One key, so it runs on Cluster too (the key picks the node).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    # The clients are opened without decode_responses, so values come back as bytes; str is typing only.
+    return value.encode() if isinstance(value, str) else value
+
+
+class RedisSessionStore(KeyValueSessionStore):
+    """Sessions in Redis; owns ``client`` and closes it on ``close()``."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        cipher: SessionCipher,
+        *,
+        idle_timeout: float,
+        key_prefix: str = "tokengate:",
+        clock: Clock = time.time,
+        deadline: float = OPERATION_DEADLINE,
+    ) -> None:
+        super().__init__(cipher, idle_timeout=idle_timeout, key_prefix=key_prefix, clock=clock)
+        self._redis = client
+        self._deadline = deadline
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        cipher: SessionCipher,
+        *,
+        idle_timeout: float,
+        key_prefix: str = "tokengate:",
+        clock: Clock = time.time,
+        deadline: float = OPERATION_DEADLINE,
+    ) -> RedisSessionStore:
+        return cls(
+            open_redis(url),
+            cipher,
+            idle_timeout=idle_timeout,
+            key_prefix=key_prefix,
+            clock=clock,
+            deadline=deadline,
+        )
+
+    @property
+    def client(self) -> RedisClient:
+        return self._redis
+
+    @asynccontextmanager
+    async def _guard(self, operation: str) -> AsyncIterator[None]:
+        try:
+            # One deadline over the whole operation, retries included: socket timeouts alone could add
+            # up (Cluster retries timeouts on its own), and a request must get its 503 within seconds.
+            async with asyncio.timeout(self._deadline):
+                yield
+        except _FAILURES as exc:
+            REDIS_ERRORS.labels(operation=operation).inc()
+            raise SessionStoreUnavailable(detail=f"redis {operation}: {type(exc).__name__}: {exc}") from exc
+
+    async def _get(self, key: str) -> bytes | None:
+        return _as_bytes(await self._redis.get(key))
+
+    async def _get_ex(self, key: str, ttl: int) -> bytes | None:
+        return _as_bytes(await self._redis.getex(key, px=ttl))
+
+    async def _set(self, key: str, value: bytes, ttl: int, mode: SetMode = None) -> bool:
+        return bool(await self._redis.set(key, value, px=ttl, nx=mode == "nx", xx=mode == "xx"))
+
+    async def _get_del(self, key: str) -> bytes | None:
+        return _as_bytes(await self._redis.getdel(key))
+
+    async def _delete(self, key: str) -> None:
+        await self._redis.delete(key)
+
+    async def _expire(self, key: str, ttl: int) -> None:
+        await self._redis.pexpire(key, ttl)
+
+    async def _exists(self, key: str) -> bool:
+        return bool(await self._redis.exists(key))
+
+    async def _delete_if_equal(self, key: str, value: bytes) -> bool:
+        return bool(await self._redis.eval(_RELEASE, 1, key, value))
+
+    async def _ping(self) -> None:
+        await self._redis.ping()
+
+    async def _close(self) -> None:
+        await self._redis.aclose()
