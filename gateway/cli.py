@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,8 +21,17 @@ def _print_config_error(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def _reset_multiprocess_metrics() -> None:
+    """Files a previous (crashed) run left in PROMETHEUS_MULTIPROC_DIR would be counted again."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
 def _explain(args: argparse.Namespace) -> int:
-    from gateway.explain import explain, parse_claims  # noqa: PLC0415 - keeps check-config light
+    from gateway.explain import explain, parse_claims
 
     path = args.explain_config or args.config or DEFAULT_CONFIG
     try:
@@ -48,13 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file offline; exit 0 or 2")
     check.add_argument("file", nargs="?", default=None)
     check.add_argument("--config", dest="check_config", default=None)
-    why = sub.add_parser("explain", help="show how a request would be routed and judged; exit 0 allow, 1 deny")
+    why = sub.add_parser(
+        "explain", help="show how a request would be routed and judged; exit 0 allow, 1 deny"
+    )
     why.add_argument("--config", dest="explain_config", default=None)
     why.add_argument("method", help="HTTP method, e.g. GET")
     why.add_argument("url", help="URL or path, e.g. https://api.example.com/api/orders?x=1")
     given = why.add_mutually_exclusive_group()
-    given.add_argument("--claims", help='verified claims as JSON, e.g. \'{"sub": "alice", "scope": "api:read"}\'')
-    given.add_argument("--token", help="an access token to verify against the provider (JWKS or introspection)")
+    given.add_argument(
+        "--claims", help='verified claims as JSON, e.g. \'{"sub": "alice", "scope": "api:read"}\''
+    )
+    given.add_argument(
+        "--token", help="an access token to verify against the provider (JWKS or introspection)"
+    )
     return parser
 
 
@@ -78,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 2
-    from gateway.server import serve, supervise
+    _reset_multiprocess_metrics()
+    from gateway.server import serve, supervise  # imported late: check-config stays light
 
     if cfg.server.workers > 1:
         return supervise(cfg, Path(path))

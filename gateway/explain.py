@@ -93,9 +93,9 @@ def _requirements(route: RouteConfig, method: str) -> str:
 
 async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Principal:
     """Verify a token exactly as the route would (JWKS or introspection at the real provider)."""
-    import aiohttp  # noqa: PLC0415 - only the --token path needs the network
+    import aiohttp
 
-    from gateway.oidc import ProviderClient  # noqa: PLC0415
+    from gateway.oidc import ProviderClient
 
     assert route.auth.provider is not None
     needs = frozenset({"jwks" if route.auth.validation == "jwt" else "introspection"})
@@ -105,7 +105,7 @@ async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Pr
         try:
             timeout = cfg.providers[route.auth.provider].timeout.total_seconds() * 2
             if not await provider.wait_ready(timeout):
-                from gateway.errors import ProviderUnavailable  # noqa: PLC0415
+                from gateway.errors import ProviderUnavailable
 
                 raise ProviderUnavailable(detail="provider metadata could not be loaded")
             return await provider.verify_access_token(
@@ -140,7 +140,9 @@ def explain(
         out.add("verdict", "ALLOW (served by the gateway)")
         out.allowed = True
         return out
-    table = RouteTable(RouteSpec(i, r.match.path_prefix, r.match.host, r.match.methods) for i, r in enumerate(cfg.routes))
+    table = RouteTable(
+        RouteSpec(i, r.match.path_prefix, r.match.host, r.match.methods) for i, r in enumerate(cfg.routes)
+    )
     found = table.match(host, path, method)
     for i, route in enumerate(cfg.routes):
         if found is not None and i == found.value:

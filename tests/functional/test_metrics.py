@@ -1,0 +1,150 @@
+"""Every metric moves when its event happens (issue 5); labels stay bounded (route names, classes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from tests.fixtures.gateway import GatewayFactory, metric, public_route
+from tests.fixtures.idp import IdP
+from tests.fixtures.login import LoginFactory
+from tests.fixtures.redis_server import RedisServer
+from tests.support.upstream import Upstream
+
+Admin = Callable[[TestClient], Awaitable[TestClient]]  # type: ignore[type-arg]
+
+
+async def scrape(admin: TestClient) -> str:  # type: ignore[type-arg]
+    resp = await admin.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    return await resp.text()
+
+
+async def test_request_metrics(make_gateway: GatewayFactory, admin_for: Admin, upstream: Upstream) -> None:
+    client = await make_gateway({"routes": [public_route("m-public", "/", upstream.url)]})
+    admin = await admin_for(client)
+    before = await scrape(admin)
+    slow = asyncio.ensure_future(client.get("/slow?seconds=0.5"))
+    await asyncio.sleep(0.2)
+    during = await scrape(admin)
+    assert metric(during, "tokengate_in_flight_requests") >= 1
+    await (await slow).read()
+    await client.get("/x")
+    bad = await client.session.get(URL(f"http://127.0.0.1:{client.port}/a%2Fb", encoded=True))
+    assert bad.status == 400  # refused before routing: counted under route "-"
+    after = await scrape(admin)
+    key = {"route": "m-public", "status_class": "2xx"}
+    assert (
+        metric(after, "tokengate_requests_total", **key)
+        == metric(before, "tokengate_requests_total", **key) + 2
+    )
+    assert metric(after, "tokengate_request_duration_seconds_count", route="m-public") >= 2
+    assert metric(after, "tokengate_upstream_duration_seconds_count", route="m-public") >= 2
+    assert metric(after, "tokengate_upstream_duration_seconds_bucket", route="m-public", le="0.25") < metric(
+        after, "tokengate_upstream_duration_seconds_bucket", route="m-public", le="1.0"
+    )
+    assert metric(after, "tokengate_in_flight_requests") == 0
+    assert metric(after, "tokengate_requests_total", route="-", status_class="4xx") >= 1
+    assert "/x" not in after  # never paths as labels
+
+
+async def test_bearer_metrics(
+    make_gateway: GatewayFactory, admin_for: Admin, upstream: Upstream, idp: IdP, idp_jwt: IdP
+) -> None:
+    def provider(name: str, p: IdP) -> dict[str, Any]:
+        return {
+            "issuer": p.issuer,
+            "client_id": p.client_id,
+            "client_secret": p.client_secret,
+            "introspection_client_id": p.introspection_client_id,
+            "introspection_client_secret": p.introspection_client_secret,
+        }
+
+    cfg = {
+        "providers": {"m-opaque": provider("m-opaque", idp), "m-jwt": provider("m-jwt", idp_jwt)},
+        "routes": [
+            {
+                "name": "m-intro",
+                "match": {"path_prefix": "/i"},
+                "upstream": upstream.url,
+                "auth": {"mode": "bearer", "provider": "m-opaque", "validate": "introspection"},
+            },
+            {
+                "name": "m-jwt",
+                "match": {"path_prefix": "/j"},
+                "upstream": upstream.url,
+                "auth": {"mode": "bearer", "provider": "m-jwt", "validate": "jwt", "scopes": ["api:write"]},
+            },
+        ],
+    }
+    opaque = (await idp.obtain_tokens("alice", "openid api:read"))["access_token"]
+    jwt = (await idp_jwt.obtain_tokens("alice", "openid api:read"))["access_token"]
+    client = await make_gateway(cfg)
+    admin = await admin_for(client)
+    for _ in range(50):
+        if (await admin.get("/readyz")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    for _ in range(3):
+        assert (await client.get("/i", headers={"Authorization": f"Bearer {opaque}"})).status == 200
+    assert (await client.get("/j", headers={"Authorization": f"Bearer {jwt}"})).status == 403
+    assert (await client.get("/j")).status == 401
+    text = await scrape(admin)
+    assert metric(text, "tokengate_introspection_requests_total", provider="m-opaque") == 1
+    assert metric(text, "tokengate_introspection_cache_total", provider="m-opaque", result="hit") >= 2
+    assert metric(text, "tokengate_jwks_fetches_total", provider="m-jwt") >= 1
+    assert metric(text, "tokengate_auth_decisions_total", route="m-intro", outcome="allow") == 3
+    assert (
+        metric(
+            text, "tokengate_auth_decisions_total", route="m-jwt", outcome="deny", reason="insufficient_scope"
+        )
+        == 1
+    )
+    assert metric(text, "tokengate_auth_decisions_total", route="m-jwt", outcome="deny") >= 1
+
+
+async def test_session_metrics(
+    login_setup: LoginFactory, admin_for: Admin, redis_server: RedisServer, redis_url: str
+) -> None:
+    setup = await login_setup(idp={"access_token_ttl": 2}, store="redis", redis_url=redis_url)
+    admin = await admin_for(setup.client)
+    before = await scrape(admin)
+    async with setup.browser() as browser:
+        await setup.login(browser, "/")
+        await asyncio.sleep(2.2)
+        async with browser.get(setup.url + "/r") as resp:
+            assert resp.status == 200
+        async with browser.post(setup.url + "/oauth2/logout", allow_redirects=False) as resp:
+            assert resp.status == 303
+    redis_server.stop()
+    try:
+        async with (
+            aiohttp.ClientSession() as plain,
+            plain.get(
+                setup.url + "/oauth2/session", headers={"Cookie": "tokengate_session=" + "a" * 43}
+            ) as resp,
+        ):
+            assert resp.status == 503
+    finally:
+        redis_server.start()
+    after = await scrape(admin)
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert grew("tokengate_logins_total", provider="main", outcome="success") == 1
+    assert grew("tokengate_token_refreshes_total", provider="main", outcome="success") == 1
+    assert grew("tokengate_logouts_total", provider="main") == 1
+    errors = [line for line in after.splitlines() if line.startswith("tokengate_redis_errors_total{")]
+    assert errors
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) > sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in before.splitlines()
+        if line.startswith("tokengate_redis_errors_total{")
+    )
