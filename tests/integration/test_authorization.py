@@ -179,7 +179,8 @@ async def test_session_route_claim_rules_and_403_page(login_setup: LoginFactory,
         async with bob.get(setup.url + "/admin", headers=HTML, allow_redirects=False) as resp:
             assert resp.status == 403  # a page, not a login loop
             page = await resp.text()
-        assert "Access denied" in page and "action=/oauth2/logout" in page
+        assert "Access denied" in page
+        assert "action=/oauth2/logout" in page
         async with bob.get(setup.url + "/admin", headers={"Accept": "application/json"}) as resp:
             assert resp.status == 403
             assert (await resp.json())["error"] == "access_denied"

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 
-from tests.fixtures.idp import IdPFactory
+from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.login import HTML, LoginFactory
 from tests.support.tcpproxy import TcpRelay
 
@@ -382,3 +382,31 @@ async def test_logout(
         assert resp.status == 401
     final = await setup.idp.follow_interactions(browser, end_session)
     assert final == f"{setup.url}/"
+
+
+async def test_plain_oauth2_provider_without_openid(
+    login_setup: LoginFactory, store_kwargs: dict[str, str], browser: aiohttp.ClientSession
+) -> None:
+    """The seeds' style: no discovery, explicit endpoints, no `openid` scope and no ID token; the
+    subject comes from introspection of the access token."""
+
+    def plain(idp: IdP) -> dict[str, object]:
+        endpoints = {
+            "authorization": idp.authorization_endpoint,
+            "token": idp.token_endpoint,
+            "introspection": idp.introspection_endpoint,
+            "revocation": idp.revocation_endpoint,
+        }
+        return {"scopes": ["api:read"], "endpoints": endpoints}
+
+    setup = await login_setup(idp={"discovery": False}, provider=plain, **store_kwargs)
+    auth_url = await setup.start_login(browser, "/plain")
+    query = parse_qs(urlsplit(auth_url).query)
+    assert "nonce" not in query and query["scope"] == ["api:read"]
+    assert await setup.finish_login(browser, auth_url) == "/plain"
+    async with browser.get(setup.url + "/plain", headers=HTML) as resp:
+        assert resp.status == 200
+    assert setup.upstream.last.header("X-Auth-Request-User") == "alice"
+    async with browser.post(setup.url + "/oauth2/logout", allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/"  # no end-session endpoint: back to the app
