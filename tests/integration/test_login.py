@@ -402,7 +402,8 @@ async def test_plain_oauth2_provider_without_openid(
     setup = await login_setup(idp={"discovery": False}, provider=plain, **store_kwargs)
     auth_url = await setup.start_login(browser, "/plain")
     query = parse_qs(urlsplit(auth_url).query)
-    assert "nonce" not in query and query["scope"] == ["api:read"]
+    assert "nonce" not in query
+    assert query["scope"] == ["api:read"]
     assert await setup.finish_login(browser, auth_url) == "/plain"
     async with browser.get(setup.url + "/plain", headers=HTML) as resp:
         assert resp.status == 200
