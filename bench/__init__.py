@@ -1,0 +1,1 @@
+"""Load benchmark of tokengate against nginx on loopback (``python -m bench.run``)."""

@@ -1,0 +1,164 @@
+"""Child processes the benchmark owns, and CPU accounting from /proc.
+
+Every server is started in its own session (so a Ctrl-C in the terminal reaches only the harness, which
+then stops them in order) and with PR_SET_PDEATHSIG, so a harness killed outright does not leave servers
+behind. ``Proc.stop`` is idempotent: SIGTERM, a bounded wait, then SIGKILL to the child's own group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: the kernel sends SIGTERM to the child when the harness dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    """The end of a log file, or a note that there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"<no log at {path}>"
+    return text[-chars:] if text else "<empty log>"
+
+
+class Proc:
+    """One child process with stdout and stderr in a file (never a pipe that can fill up)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        term_signal: int = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log = log
+        self.term_signal = term_signal
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return tail(self.log, chars)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Ask politely, wait up to ``timeout``, then SIGKILL the child's process group."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(self.term_signal)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Leftovers in the child's own group (e.g. worker processes of a supervisor that died first).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        return self.popen.returncode
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every live process below it (scanned from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds (user + system, reaped children included) per pid of one process tree."""
+
+    per_pid: dict[int, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.per_pid.values())
+
+
+def cpu_sample(root: int) -> CpuSample:
+    """utime + stime + cutime + cstime of ``root`` and its live descendants. Summing the children's
+    times as well keeps the total consistent when a child is reaped between two samples."""
+    per_pid: dict[int, float] = {}
+    for pid in descendants(root):
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        # After the ')' split: index 11..14 = utime, stime, cutime, cstime (fields 14..17 of proc(5)).
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+        per_pid[pid] = ticks / _CLK_TCK
+    return CpuSample(per_pid)
+
+
+def cpu_delta(before: CpuSample, after: CpuSample) -> tuple[float, dict[int, float]]:
+    """Total CPU seconds used between two samples, and the share of each pid still alive."""
+    per_pid = {pid: after.per_pid[pid] - before.per_pid.get(pid, 0.0) for pid in after.per_pid}
+    return max(0.0, after.total - before.total), per_pid
+
+
+def host_cpu() -> dict[str, float]:
+    """CPU seconds of the whole machine (all CPUs summed) from /proc/stat: ``task`` (user, nice, system:
+    time charged to processes), ``irq`` (hard and soft interrupts, where loopback traffic is mostly
+    handled), ``steal`` (taken by the hypervisor) and ``total``."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    parts += [0] * (8 - len(parts))
+    user, nice, system, idle, iowait, irq, softirq, steal = parts[:8]
+    return {
+        "task": (user + nice + system) / _CLK_TCK,
+        "irq": (irq + softirq) / _CLK_TCK,
+        "steal": steal / _CLK_TCK,
+        "total": (user + nice + system + idle + iowait + irq + softirq + steal) / _CLK_TCK,
+    }
