@@ -77,9 +77,9 @@ async def swap_runtime(
 ) -> Runtime:
     """Build and start a runtime for a new config, put it in force, and return the old one (to close
     once the requests that hold it have finished)."""
-    new = build_runtime(cfg, app[HTTP_CLIENT], clock=clock)
-    await new.start()
     holder = app[RUNTIME]
     old = holder.current
+    new = build_runtime(cfg, app[HTTP_CLIENT], clock=clock, previous=old)
+    await new.start()
     holder.runtime = new
     return old

@@ -4,6 +4,7 @@
     ├── BadRequest                   400 invalid_request     (malformed path, header, query)
     │   └── PathRejected             400 invalid_request     (path that cannot be normalised safely)
     ├── NotFound                     404 not_found
+    ├── MethodNotAllowed             405 method_not_allowed  (+ Allow)
     ├── PayloadTooLarge              413 payload_too_large
     ├── AuthError                    (RFC 6750 §3 errors; carry WWW-Authenticate)
     │   ├── MissingCredentials       401 (no error code: RFC 6750 §3.1)
@@ -55,6 +56,16 @@ class NotFound(GatewayError):
     status = 404
     code = "not_found"
     message = "no route matches this request"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+    message = "this endpoint does not take that method"
+
+    def __init__(self, message: str | None = None, *, detail: str = "", allowed: Sequence[str] = ()) -> None:
+        super().__init__(message, detail=detail)
+        self.allowed = tuple(allowed)
 
 
 class PayloadTooLarge(GatewayError):

@@ -28,7 +28,7 @@ from gateway.web.state import RUNTIME
 log = logging.getLogger("tokengate")
 
 WATCH_INTERVAL = 1.0
-_RESTART_ONLY = ("listen", "admin_listen", "workers")
+_RESTART_ONLY = ("listen", "admin_listen", "workers", "header_timeout", "shutdown_grace")
 
 
 def use_uvloop() -> None:
@@ -133,15 +133,18 @@ class Gateway:
             self.cfg = new
             metrics.CONFIG_RELOADS.labels("success").inc()
             log.info("configuration reloaded (%s): %d routes", why, len(new.routes))
-            self._spawn(_close_later(old, new.server.shutdown_grace.total_seconds()))
+            self._spawn(
+                _close_later(old, self.app[RUNTIME].current, new.server.shutdown_grace.total_seconds())
+            )
             return True
 
 
-async def _close_later(runtime: Runtime, delay: float) -> None:
-    # Requests that started on the old runtime keep using it; give them the grace to finish.
+async def _close_later(runtime: Runtime, successor: Runtime, delay: float) -> None:
+    # Requests that started on the old runtime keep using it; give them the grace to finish. What the
+    # successor took over (unchanged providers, the session store) stays open.
     await asyncio.sleep(delay)
     with contextlib.suppress(Exception):
-        await runtime.close()
+        await runtime.close(successor)
 
 
 def serve(cfg: GatewayConfig, config_path: Path | None, *, reuse_port: bool = False) -> None:

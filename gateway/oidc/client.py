@@ -77,6 +77,11 @@ class ProviderClient:
     # ---- lifecycle ---------------------------------------------------------------------------------
 
     @property
+    def needs(self) -> frozenset[str]:
+        """The endpoints the routes using this provider need."""
+        return self._needs
+
+    @property
     def ready(self) -> bool:
         return self.metadata is not None
 

@@ -15,7 +15,6 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from gateway.config.schema import ProviderConfig
 from gateway.errors import InvalidToken, LoginFailed, ProviderUnavailable
-from gateway.metrics import TOKEN_REFRESHES
 from gateway.models import TokenSet
 from gateway.oidc.client_auth import ClientCredentials
 from gateway.oidc.http import ProviderHttp, ProviderResponse
@@ -75,9 +74,6 @@ class Grants:
         self._metadata = metadata
         self._clock = clock
         self._credentials = ClientCredentials.for_token_endpoint(cfg)
-        self._refreshes = {
-            outcome: TOKEN_REFRESHES.labels(provider, outcome) for outcome in ("ok", "rejected", "error")
-        }
 
     def _endpoint(self, name: str) -> str:
         url = self._metadata().endpoint(name)
@@ -121,19 +117,13 @@ class Grants:
     async def refresh(self, refresh_token: str) -> TokenSet:
         """RFC 6749 §6. A missing refresh_token in the answer leaves TokenSet.refresh_token None: the
         caller keeps the one it has (§6: the server MAY issue a new one)."""
-        try:
-            resp = await self._token_request("refresh_token", refresh_token=refresh_token)
-            if not resp.ok:
-                if resp.status in (400, 401) or resp.error == "invalid_grant":
-                    self._refreshes["rejected"].inc()
-                    raise RefreshRejected(resp.error)
-                raise ProviderUnavailable(detail=f"{self._provider} refresh: HTTP {resp.status} {resp.error}")
-            tokens = self._token_set(resp.body, "refresh")
-        except ProviderUnavailable:
-            self._refreshes["error"].inc()
-            raise
-        self._refreshes["ok"].inc()
-        return tokens
+        # Outcomes are counted once, by the session layer that decides what they mean.
+        resp = await self._token_request("refresh_token", refresh_token=refresh_token)
+        if not resp.ok:
+            if resp.status in (400, 401) or resp.error == "invalid_grant":
+                raise RefreshRejected(resp.error)
+            raise ProviderUnavailable(detail=f"{self._provider} refresh: HTTP {resp.status} {resp.error}")
+        return self._token_set(resp.body, "refresh")
 
     async def revoke(self, token: str, token_type_hint: str) -> bool:
         """RFC 7009 §2.1, best effort: False when there is no endpoint or the call fails; never raises."""

@@ -6,6 +6,7 @@ minutes, single use, bound to the browser by a cookie named per attempt so paral
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -20,6 +21,7 @@ from gateway.errors import (
     AccessDenied,
     GatewayError,
     LoginFailed,
+    MethodNotAllowed,
     NotFound,
     ProviderUnavailable,
 )
@@ -78,7 +80,7 @@ async def dispatch(request: web.Request, rt: Runtime, path: str) -> web.StreamRe
 
 def _only(request: web.Request, *methods: str) -> None:
     if request.method not in methods:
-        raise web.HTTPMethodNotAllowed(request.method, methods)
+        raise MethodNotAllowed(allowed=methods)
 
 
 def _store(rt: Runtime) -> SessionStore:
@@ -211,6 +213,9 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
     tokens = await provider.exchange_code(
         code=code, redirect_uri=rt.redirect_uri, code_verifier=pending.code_verifier
     )
+    if tokens.scope is None:
+        # RFC 6749 §5.1: no scope in the answer means the scope requested was granted.
+        tokens = dataclasses.replace(tokens, scope=" ".join(provider.cfg.scopes))
     claims: dict[str, Any] = {}
     if tokens.id_token:
         claims = dict(

@@ -16,6 +16,7 @@ from gateway.errors import (
     GatewayError,
     LoginFailed,
     LoginRequired,
+    MethodNotAllowed,
 )
 
 _JSON = "application/json"
@@ -103,6 +104,8 @@ def error_response(request: web.Request, error: GatewayError, request_id: str, p
             f"<p><a class=button href='{html.escape(retry)}'>Try again</a></p>",
         )
     headers: dict[str, str] = {}
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, DependencyUnavailable):
         headers["Retry-After"] = str(error.retry_after)
     return json_error(error.status, error.code, error.public_message, headers)

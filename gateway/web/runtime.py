@@ -121,12 +121,15 @@ class Runtime:
 
     async def start(self) -> None:
         for provider in self.providers.values():
-            await provider.start()
+            await provider.start()  # idempotent: a provider taken over from the last runtime runs on
 
-    async def close(self) -> None:
+    async def close(self, successor: Runtime | None = None) -> None:
+        """Close what this runtime owns, except what ``successor`` took over on a reload."""
+        kept = {id(p) for p in successor.providers.values()} if successor is not None else set()
         for provider in self.providers.values():
-            await provider.close()
-        if self.store is not None:
+            if id(provider) not in kept:
+                await provider.close()
+        if self.store is not None and (successor is None or successor.store is not self.store):
             await self.store.close()
 
     @property
@@ -144,8 +147,13 @@ def build_runtime(
     *,
     clock: Callable[[], float] = time.time,
     store: SessionStore | None = None,
+    previous: Runtime | None = None,
 ) -> Runtime:
-    """Compile a validated config; opens no connection (start() does)."""
+    """Compile a validated config; opens no connection (start() does). On a reload, ``previous``
+    lends what did not change: provider clients (metadata, JWKS, token caches) and the session store
+    (a memory store's sessions, Redis pools), so a reload costs nothing that a restart would."""
+    if previous is not None and store is None and previous.cfg.sessions == cfg.sessions:
+        store = previous.store
     uses_sessions = any(r.auth.mode in ("session", "bearer_or_session") for r in cfg.routes)
     uses_introspection = any(
         r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
@@ -156,12 +164,20 @@ def build_runtime(
     shares_cache = uses_introspection and "sessions" in cfg.model_fields_set and cfg.sessions.store == "redis"
     if store is None and (uses_sessions or shares_cache):
         store = open_store(cfg.sessions, clock=clock)
-    providers = {
-        name: ProviderClient(
-            name, pcfg, http, needs=provider_needs(cfg, name), shared_cache=store, clock=clock
-        )
-        for name, pcfg in cfg.providers.items()
-    }
+    providers: dict[str, ProviderClient] = {}
+    for name, pcfg in cfg.providers.items():
+        needs = provider_needs(cfg, name)
+        old = previous.providers.get(name) if previous is not None else None
+        if (
+            old is not None
+            and old.cfg == pcfg
+            and old.needs == needs
+            and previous is not None
+            and previous.store is store
+        ):
+            providers[name] = old
+        else:
+            providers[name] = ProviderClient(name, pcfg, http, needs=needs, shared_cache=store, clock=clock)
     compiled = tuple(CompiledRoute.build(r, providers) for r in cfg.routes)
     table = RouteTable(
         RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
