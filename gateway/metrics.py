@@ -5,7 +5,12 @@ Route names, status classes, outcomes and reason classes: never paths, users or 
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -52,3 +57,16 @@ REDIS_ERRORS = Counter(
     "tokengate_redis_errors_total", "Failed Redis operations, by operation.", ["operation"]
 )
 CONFIG_RELOADS = Counter("tokengate_config_reloads_total", "Configuration reloads, by outcome.", ["outcome"])
+
+
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: _M, *labels: str) -> _M:
+    """``metric.labels(*labels)``, bound once: the label lookup (a lock and a tuple per call in
+    prometheus-client) is off the per-request path. Label sets are bounded, so is this cache."""
+    key = (id(metric), labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found

@@ -57,11 +57,12 @@ _ALLOW = Decision(True, ("authenticated",))
 
 def evaluate(policy: RoutePolicy, principal: Principal, method: str) -> Decision:
     """Scopes first (RFC 6750 insufficient_scope), then every claim rule; all failures are reported."""
-    required = policy.required_scopes(method)
-    missing = tuple(s for s in required if s not in principal.scopes)
-    if missing:
-        return Decision(False, ("scope",), missing_scopes=required)
-    if not policy.has_rules:
+    required = policy.scopes if policy.scopes_by_method is None else policy.required_scopes(method)
+    held = principal.scopes
+    for scope in required:
+        if scope not in held:
+            return Decision(False, ("scope",), missing_scopes=required)
+    if not (policy.claims or policy.email_domains or policy.subjects):
         return _ALLOW
     reasons: list[str] = []
     for name, allowed in policy.claims.items():

@@ -7,6 +7,8 @@ copy, and identity headers are only ever set from a verified principal.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
@@ -114,7 +116,7 @@ async def authenticate(
         return principal_or_none, credential
     except Exception as exc:
         reason = getattr(exc, "code", None) or type(exc).__name__
-        metrics.AUTH_DECISIONS.labels(route.name, "deny", reason).inc()
+        metrics.child(metrics.AUTH_DECISIONS, route.name, "deny", reason).inc()
         state.reasons = (reason,)
         raise
 
@@ -122,9 +124,8 @@ async def authenticate(
 def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:
     decision = evaluate(route.policy, principal, method)
     state.reasons = decision.reasons
-    metrics.AUTH_DECISIONS.labels(
-        route.name, "allow" if decision.allowed else "deny", decision.reason_class
-    ).inc()
+    outcome = "allow" if decision.allowed else "deny"
+    metrics.child(metrics.AUTH_DECISIONS, route.name, outcome, decision.reason_class).inc()
     if decision.allowed:
         return
     if decision.missing_scopes:
@@ -160,14 +161,23 @@ def _set_forwarding(
 
 def _clean(value: str) -> str:
     # Header values from claims: no control characters may reach the wire (response splitting).
+    if value.isprintable():
+        return value
     return "".join(c for c in value if c >= " " and c != "\x7f")
 
 
+@lru_cache(maxsize=4096)
+def identity_values(subject: str, email: str | None, scopes: frozenset[str]) -> tuple[str, str, str]:
+    """The identity header values of a principal: computed once per distinct caller, not per request."""
+    return _clean(subject), _clean(email) if email else "", " ".join(sorted(scopes))
+
+
 def _set_identity(headers: CIMultiDict[str], principal: Principal, route: CompiledRoute) -> None:
-    headers["X-Auth-Request-User"] = _clean(principal.subject)
-    if principal.email:
-        headers["X-Auth-Request-Email"] = _clean(principal.email)
-    if principal.scopes:
-        headers["X-Auth-Request-Scopes"] = " ".join(sorted(principal.scopes))
+    user, email, scopes = identity_values(principal.subject, principal.email, principal.scopes)
+    headers["X-Auth-Request-User"] = user
+    if email:
+        headers["X-Auth-Request-Email"] = email
+    if scopes:
+        headers["X-Auth-Request-Scopes"] = scopes
     if route.forward_token and principal.access_token:
         headers["Authorization"] = "Bearer " + principal.access_token

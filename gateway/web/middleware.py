@@ -53,16 +53,15 @@ def new_request_id() -> str:
     return secrets.token_hex(12)
 
 
-def _status_class(status: int) -> str:
-    return f"{status // 100}xx"
+_STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
 
 
 def write_access_log(request: web.Request, state: RequestState, status: int) -> None:
     duration = time.perf_counter() - state.started
-    metrics.REQUESTS.labels(state.route, _status_class(status)).inc()
-    metrics.REQUEST_DURATION.labels(state.route).observe(duration)
+    metrics.child(metrics.REQUESTS, state.route, _STATUS_CLASS.get(status // 100, "other")).inc()
+    metrics.child(metrics.REQUEST_DURATION, state.route).observe(duration)
     if state.stats.upstream_seconds is not None:
-        metrics.UPSTREAM_DURATION.labels(state.route).observe(state.stats.upstream_seconds)
+        metrics.child(metrics.UPSTREAM_DURATION, state.route).observe(state.stats.upstream_seconds)
     if not access_log.isEnabledFor(logging.INFO):
         return
     record = {
