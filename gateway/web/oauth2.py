@@ -31,33 +31,13 @@ from gateway.routing import safe_redirect_path
 from gateway.sessions import LoginState, SessionStore
 from gateway.web.responses import html_page, json_error
 from gateway.web.runtime import Runtime
-from gateway.web.session_auth import session_id_from
+from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
 
 log = logging.getLogger("tokengate.login")
 
 LOGIN_TTL = 600.0
 _NO_STORE = {"Cache-Control": "no-store"}
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-# Claims that describe the token rather than the user; not kept in the session.
-_TOKEN_CLAIMS = frozenset(
-    {
-        "aud",
-        "azp",
-        "exp",
-        "iat",
-        "nbf",
-        "iss",
-        "jti",
-        "nonce",
-        "at_hash",
-        "c_hash",
-        "s_hash",
-        "auth_time",
-        "sid",
-        "acr",
-        "amr",
-    }
-)
 
 
 async def dispatch(request: web.Request, rt: Runtime, path: str) -> web.StreamResponse:
@@ -239,7 +219,7 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
         )
         claims = {**principal.claims, "sub": principal.subject}
     now = rt.clock()
-    kept = {k: v for k, v in claims.items() if k not in _TOKEN_CLAIMS}
+    kept = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
     return Session(
         subject=str(claims["sub"]),
         provider=provider.name,

@@ -14,7 +14,7 @@ import logging
 from aiohttp import web
 
 from gateway import metrics
-from gateway.errors import LoginRequired, ProviderUnavailable
+from gateway.errors import GatewayError, LoginRequired, ProviderUnavailable
 from gateway.models import Principal, Session, TokenSet
 from gateway.oidc import ProviderClient, RefreshRejected
 from gateway.sessions import SessionStore
@@ -129,8 +129,56 @@ class SessionRefresher:
             return current  # still valid for a moment: serve it, refresh next time
         metrics.TOKEN_REFRESHES.labels(provider.name, "success").inc()
         updated = dataclasses.replace(current, tokens=merge_tokens(current.tokens, tokens))
+        if tokens.id_token:
+            updated = await _with_fresh_claims(provider, updated, tokens.id_token)
         await store.update(session_id, updated)
         return updated
+
+
+# Claims that describe the token rather than the user (kept out of the session, as at login).
+TOKEN_CLAIMS = frozenset(
+    {
+        "aud",
+        "azp",
+        "exp",
+        "iat",
+        "nbf",
+        "iss",
+        "jti",
+        "nonce",
+        "at_hash",
+        "c_hash",
+        "s_hash",
+        "auth_time",
+        "sid",
+        "acr",
+        "amr",
+    }
+)
+
+
+async def _with_fresh_claims(provider: ProviderClient, session: Session, id_token: str) -> Session:
+    """A refresh that returns an ID token refreshes the claims the policy reads (OIDC Core §12.2: same
+    iss, sub and aud), so a user removed from a group loses access at the next refresh, not at logout."""
+    try:
+        claims = await provider.validate_id_token(
+            id_token, nonce=None, access_token=session.tokens.access_token
+        )
+    except GatewayError as exc:
+        log.warning("refreshed ID token rejected, keeping the session's claims: %s", exc.detail or exc.code)
+        return session
+    if str(claims.get("sub")) != session.subject:
+        log.warning("refreshed ID token names another subject; keeping the session's claims")
+        return session
+    kept = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
+    merged = {**session.claims, **kept}
+    email, name = merged.get("email"), merged.get("name")
+    return dataclasses.replace(
+        session,
+        claims=merged,
+        email=email if isinstance(email, str) and email else session.email,
+        name=name if isinstance(name, str) and name else session.name,
+    )
 
 
 def _expired(session: Session, now: float) -> bool:
