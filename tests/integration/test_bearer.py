@@ -94,6 +94,12 @@ def _b64(data: dict[str, Any]) -> str:
 FORMATS = [pytest.param("jwt", id="jwt"), pytest.param("introspection", id="introspection")]
 
 
+async def alice_tokens(provider: IdP, validate: str) -> dict[str, Any]:
+    """Alice's tokens; opaque ones bound to the resource too, so that they carry aud = api."""
+    extra = {"resource": provider.resource_indicator} if validate == "introspection" else None
+    return await provider.obtain_tokens("alice", READ, extra=extra)
+
+
 def provider_for(validate: str, idp: IdP, idp_jwt: IdP) -> IdP:
     return idp_jwt if validate == "jwt" else idp
 
@@ -103,11 +109,7 @@ async def test_valid_token_reaches_upstream_with_identity(
     make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
 ) -> None:
     provider = provider_for(validate, idp, idp_jwt)
-    tokens = await provider.obtain_tokens(
-        "alice",
-        READ,
-        extra={"resource": provider.resource_indicator} if validate == "introspection" else None,
-    )
+    tokens = await alice_tokens(provider, validate)
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate)))
     resp = await client.get(
         "/api/orders?x=1", headers={**bearer(tokens["access_token"]), "X-Auth-Request-User": "mallory"}
@@ -125,11 +127,7 @@ async def test_missing_scope_is_403(
     make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
 ) -> None:
     provider = provider_for(validate, idp, idp_jwt)
-    tokens = await provider.obtain_tokens(
-        "alice",
-        READ,
-        extra={"resource": provider.resource_indicator} if validate == "introspection" else None,
-    )
+    tokens = await alice_tokens(provider, validate)
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate)))
     before = len(upstream.seen)
     resp = await client.post("/write/x", headers=bearer(tokens["access_token"]))
@@ -195,11 +193,7 @@ async def test_wrong_audience(
     make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
 ) -> None:
     provider = provider_for(validate, idp, idp_jwt)
-    tokens = await provider.obtain_tokens(
-        "alice",
-        READ,
-        extra={"resource": provider.resource_indicator} if validate == "introspection" else None,
-    )
+    tokens = await alice_tokens(provider, validate)
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate, audience="billing")))
     resp = await client.get("/api", headers=bearer(tokens["access_token"]))
     assert resp.status == 401
