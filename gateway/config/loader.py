@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.config.schema import GatewayConfig, cross_field_problems
+from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
 from gateway.errors import ConfigError, ConfigProblem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -117,6 +117,11 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
                 continue  # already reported: the variable behind this value is unset
             raw = tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc)
             problems.append(ConfigProblem(format_path(loc), _message(error), lines.get(raw)))
+        # The rest of the file may hold cross-field problems too: report them in the same pass.
+        for problem in cross_field_problems(ConfigParts.salvage(data)):
+            problems.append(
+                ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path)))
+            )
         raise ConfigError(problems, source) from None
     for problem in cross_field_problems(cfg):
         problems.append(ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path))))

@@ -6,6 +6,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     SecretStr,
+    ValidationError,
 )
 
 from gateway.errors import ConfigProblem
@@ -291,13 +293,106 @@ class GatewayConfig(_Model):
     )
 
 
-def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
+@dataclass(frozen=True)
+class ConfigParts:
+    """The sections of a config that validated on their own: cross-field rules run over these, so a
+    file with type errors still gets its cross-field problems reported in the same pass."""
+
+    routes: list[tuple[int, RouteConfig]]
+    provider_names: frozenset[str]
+    providers: dict[str, ProviderConfig]
+    server: ServerConfig | None
+    sessions: SessionsConfig | None
+    sessions_given: bool
+
+    @classmethod
+    def of(cls, cfg: GatewayConfig) -> ConfigParts:
+        return cls(
+            list(enumerate(cfg.routes)),
+            frozenset(cfg.providers),
+            dict(cfg.providers),
+            cfg.server,
+            cfg.sessions,
+            "sessions" in cfg.model_fields_set,
+        )
+
+    @classmethod
+    def salvage(cls, data: dict[str, Any]) -> ConfigParts:
+        """Validate each section (and each route, each provider) alone; keep what passes."""
+
+        def valid(model: type[_Model], value: Any) -> Any:
+            try:
+                return model.model_validate(value if value is not None else {})
+            except ValidationError:
+                return None
+
+        raw_routes = data.get("routes")
+        routes = [
+            (i, r)
+            for i, raw in enumerate(raw_routes if isinstance(raw_routes, list) else [])
+            if (r := valid(RouteConfig, raw)) is not None
+        ]
+        raw_providers = data.get("providers")
+        raw_providers = raw_providers if isinstance(raw_providers, dict) else {}
+        providers = {
+            str(n): p for n, raw in raw_providers.items() if (p := valid(ProviderConfig, raw)) is not None
+        }
+        return cls(
+            routes,
+            frozenset(str(n) for n in raw_providers),
+            providers,
+            valid(ServerConfig, data.get("server")),
+            valid(SessionsConfig, data.get("sessions")),
+            "sessions" in data,
+        )
+
+
+def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem]:
     """Rules that span fields; every one reported, each with its YAML path."""
+    parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
+    problems = _route_problems(parts)
+    uses_sessions = any(r.auth.mode in ("session", "bearer_or_session") for _, r in parts.routes)
+    uses_introspection = any(
+        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
+        for _, r in parts.routes
+    )
+    sessions, server = parts.sessions, parts.server
+    if sessions is not None:
+        shares_cache = uses_introspection and parts.sessions_given and sessions.store == "redis"
+        if shares_cache and not uses_sessions and sessions.encryption_key is None:
+            problems.append(
+                ConfigProblem(
+                    "sessions.encryption_key",
+                    "required to share the introspection cache "
+                    "in Redis: replicas authenticate its entries with this key",
+                )
+            )
+        if uses_sessions and sessions.encryption_key is None:
+            problems.append(ConfigProblem("sessions.encryption_key", "required when a route uses sessions"))
+        if sessions.idle_timeout > sessions.absolute_timeout:
+            problems.append(
+                ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout")
+            )
+    if server is not None:
+        if uses_sessions and server.public_url is None:
+            problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
+        if server.listen == server.admin_listen:
+            problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
+    for name, provider in parts.providers.items():
+        if provider.client_secret is None and provider.introspection_client_secret is None:
+            problems.append(
+                ConfigProblem(
+                    f"providers.{name}.client_secret", "required (the gateway is a confidential client)"
+                )
+            )
+    return problems
+
+
+def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     seen: dict[str, int] = {}
     matches: dict[tuple[str | None, str, tuple[str, ...] | None], int] = {}
-    uses_sessions = False
-    for i, route in enumerate(cfg.routes):
+    for i, route in parts.routes:
         at = f"routes[{i}]"
         if route.name in seen:
             problems.append(
@@ -329,8 +424,8 @@ def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
             continue
         if auth.provider is None:
             problems.append(ConfigProblem(f"{at}.auth.provider", f"required for mode {auth.mode!r}"))
-        elif auth.provider not in cfg.providers:
-            known = ", ".join(sorted(cfg.providers)) or "none defined"
+        elif auth.provider not in parts.provider_names:
+            known = ", ".join(sorted(parts.provider_names)) or "none defined"
             problems.append(
                 ConfigProblem(
                     f"{at}.auth.provider", f"unknown provider {auth.provider!r} (providers: {known})"
@@ -340,37 +435,6 @@ def cross_field_problems(cfg: GatewayConfig) -> list[ConfigProblem]:
             problems.append(
                 ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method")
             )
-        if auth.mode in ("session", "bearer_or_session"):
-            uses_sessions = True
         if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
             problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
-    uses_introspection = any(
-        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
-        for r in cfg.routes
-    )
-    shares_cache = uses_introspection and "sessions" in cfg.model_fields_set and cfg.sessions.store == "redis"
-    if shares_cache and not uses_sessions and cfg.sessions.encryption_key is None:
-        problems.append(
-            ConfigProblem(
-                "sessions.encryption_key",
-                "required to share the introspection cache in "
-                "Redis: replicas authenticate its entries with this key",
-            )
-        )
-    if uses_sessions:
-        if cfg.server.public_url is None:
-            problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
-        if cfg.sessions.encryption_key is None:
-            problems.append(ConfigProblem("sessions.encryption_key", "required when a route uses sessions"))
-    if cfg.sessions.idle_timeout > cfg.sessions.absolute_timeout:
-        problems.append(ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout"))
-    for name, provider in cfg.providers.items():
-        if provider.client_secret is None and provider.introspection_client_secret is None:
-            problems.append(
-                ConfigProblem(
-                    f"providers.{name}.client_secret", "required (the gateway is a confidential client)"
-                )
-            )
-    if cfg.server.listen == cfg.server.admin_listen:
-        problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
     return problems

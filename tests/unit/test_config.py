@@ -138,3 +138,28 @@ def test_secrets_are_not_echoed() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_config(ROOT / "config" / "does-not-exist.yaml")
+
+
+def test_cross_field_problems_come_with_schema_errors() -> None:
+    """All at once: a type error in one route does not hide an unknown provider in another."""
+    text = """
+providers:
+  main: {issuer: "https://idp.example.com", client_id: gw, client_secret: s}
+routes:
+  - name: broken
+    upstream: "ftp://nope"
+    auth: {mode: public}
+  - name: api
+    match: {path_prefix: /api}
+    upstream: http://127.0.0.1:3000
+    auth: {mode: bearer, provider: mian}
+  - name: api
+    match: {path_prefix: /other}
+    upstream: http://127.0.0.1:3000
+    auth: {mode: public}
+"""
+    assert problems(text) == [
+        "routes[0].upstream (line 6): expected an http:// or https:// URL, got 'ftp://nope'",
+        "routes[1].auth.provider (line 11): unknown provider 'mian' (providers: main)",
+        "routes[2].name (line 12): duplicate route name 'api' (also routes[1])",
+    ]
