@@ -9,6 +9,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import time
 from collections.abc import Coroutine
@@ -172,17 +173,22 @@ def _worker(config_path: str) -> None:
 def supervise(cfg: GatewayConfig, config_path: Path) -> int:
     """Run ``server.workers`` processes on one port; restart any that dies; forward signals."""
     configure_logging()
+    own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     multiproc_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/tokengate-metrics-{os.getpid()}")  # noqa: S108
     Path(multiproc_dir).mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
     stopping = False
     workers: dict[int, multiprocessing.process.BaseProcess] = {}
+    started_at: dict[int, float] = {}
+    restarts: list[float] = []  # when each pending replacement may start
+    quick_failures = 0
 
     def start_one() -> None:
         proc = ctx.Process(target=_worker, args=(str(config_path),), daemon=False)
         proc.start()
         assert proc.pid is not None
         workers[proc.pid] = proc
+        started_at[proc.pid] = time.monotonic()
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -198,17 +204,31 @@ def supervise(cfg: GatewayConfig, config_path: Path) -> int:
     for _ in range(cfg.server.workers):
         start_one()
     log.info("supervising %d workers", cfg.server.workers)
-    while workers:
+    while workers or (restarts and not stopping):
         time.sleep(0.2)
+        now = time.monotonic()
         for pid, proc in list(workers.items()):
             if proc.is_alive():
                 continue
             del workers[pid]
+            lived = now - started_at.pop(pid, now)
             with contextlib.suppress(Exception):
                 from prometheus_client import multiprocess
 
                 multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             if not stopping:
-                log.warning("worker %d exited with %s; starting a new one", pid, proc.exitcode)
+                # A worker that dies right after start (a bad host, a port taken) would otherwise be
+                # restarted five times a second: back off, 0.5 s doubling to 30 s, reset by a healthy run.
+                quick_failures = quick_failures + 1 if lived < 10 else 0
+                delay = min(30.0, 0.5 * 2 ** (quick_failures - 1)) if quick_failures else 0.0
+                log.warning(
+                    "worker %d exited with %s; starting a new one in %.1fs", pid, proc.exitcode, delay
+                )
+                restarts.append(now + delay)
+        for due in sorted(restarts):
+            if due <= now and not stopping:
+                restarts.remove(due)
                 start_one()
+    if own_dir:
+        shutil.rmtree(multiproc_dir, ignore_errors=True)
     return 0

@@ -196,3 +196,47 @@ async def test_workers_share_the_port_and_are_replaced(upstream: Upstream, tmp_p
     finally:
         assert gw.stop() == 0
     assert "starting a new one" in gw.logs()
+
+
+async def test_crashing_workers_are_restarted_with_backoff(upstream: Upstream, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support.net import free_port
+
+    port = free_port()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", port))  # no SO_REUSEPORT: every worker's bind fails at start
+    blocker.listen()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        config_text := CONFIG.replace("UPSTREAM", upstream.url)
+        .replace("ROUTE", "main")
+        .replace("GRACE", "1s")
+        .replace("WORKERS", "2")
+        .replace("{port}", str(port))
+        .replace("{admin_port}", str(free_port()))
+    )
+    assert "workers: 2" in config_text
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - starting the process under test, once
+            [sys.executable, "-m", "gateway", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert await asyncio.to_thread(
+            wait_until, lambda: log.read_text().count("starting a new one") >= 6, 30
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        blocker.close()
+    delays = [
+        float(line.rsplit(" in ", 1)[1].split("s")[0])
+        for line in log.read_text().splitlines()
+        if "starting a new one in" in line
+    ]
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0]  # backing off, not a tight loop
