@@ -142,5 +142,9 @@ class JwtAccessTokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise InvalidToken(detail="missing sub")
+        if "at_hash" in claims or "c_hash" in claims:
+            # Only ID tokens bind an access token or code (OIDC Core §3.1.3.6, §3.3.2.11): an ID token is
+            # proof of a login to a client, never a credential for an API, even on routes with no audience.
+            raise InvalidToken(detail="an ID token is not an access token")
         principal = build_principal(claims, "jwt", token, subject, exp)
         return _Verified(principal, exp + self._leeway, audiences(claims))

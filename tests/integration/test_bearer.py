@@ -348,3 +348,14 @@ async def test_forward_token_false(make_gateway: GatewayFactory, upstream: Upstr
     assert (await client.get("/api", headers=bearer(tokens["access_token"]))).status == 200
     assert upstream.last.header("Authorization") is None
     assert upstream.last.header("X-Auth-Request-User") == "alice"
+
+
+async def test_id_token_is_not_an_access_token(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP
+) -> None:
+    tokens = await idp_jwt.obtain_tokens("alice", READ)
+    client = await ready(await make_gateway(gateway_config(idp_jwt, upstream, "jwt", audience=None)))
+    assert (await client.get("/api", headers=bearer(tokens["access_token"]))).status == 200
+    resp = await client.get("/api", headers=bearer(tokens["id_token"]))
+    assert resp.status == 401  # same issuer, same keys, valid signature: still refused
+    assert 'error="invalid_token"' in challenge(resp)
