@@ -27,6 +27,9 @@ from gateway.oidc.http import ProviderHttp
 
 log = logging.getLogger(__name__)
 
+#: Keycloak's ``typ`` values for tokens that are not access tokens.
+_NOT_ACCESS_TOKENS = frozenset({"refresh", "offline", "id"})
+
 #: Longest time an inactive (or otherwise refused) answer is remembered: a token that becomes valid
 #: (clock skew, nbf) must not stay refused for long, and a flood of one bad token costs one call.
 NEGATIVE_TTL = 5.0
@@ -184,6 +187,10 @@ class Introspector:
             token_type = body.get("token_type")
             if isinstance(token_type, str) and token_type.lower() != "bearer":
                 raise InvalidToken(detail="not a bearer access token")  # e.g. DPoP-bound (RFC 9449 §7.1)
+            typ = body.get("typ")
+            if isinstance(typ, str) and typ.lower() in _NOT_ACCESS_TOKENS:
+                # Keycloak marks what it introspects: a refresh, offline or ID token is no API credential.
+                raise InvalidToken(detail="not an access token")
             exp = check_times(body, now, self._leeway)
             issuer = body.get("iss")
             if issuer is not None and issuer != self._issuer:

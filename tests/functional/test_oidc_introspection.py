@@ -282,6 +282,8 @@ async def test_400_about_the_token_is_invalid_token(fake: FakeProvider, clock: C
         ({"iss": "http://other.example"}, "issuer mismatch"),
         ({"sub": None}, "no subject"),
         ({"token_type": "DPoP"}, "not a bearer access token"),
+        ({"typ": "Refresh"}, "not an access token"),
+        ({"typ": "Offline"}, "not an access token"),
         ({"aud": {"x": 1}}, "malformed aud"),
     ],
 )
