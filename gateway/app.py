@@ -10,13 +10,12 @@ import aiohttp
 from aiohttp import web
 
 from gateway.config.schema import GatewayConfig
-from gateway.web import oauth2
 from gateway.web.admin import admin_routes
 from gateway.web.handler import handle
 from gateway.web.middleware import error_middleware
 from gateway.web.runtime import Runtime, build_runtime
 from gateway.web.session_auth import SessionRefresher
-from gateway.web.state import OAUTH2_HANDLER, REFRESHER, RUNTIME, RuntimeHolder
+from gateway.web.state import REFRESHER, RUNTIME, RuntimeHolder
 
 log = logging.getLogger("tokengate")
 
@@ -42,7 +41,6 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
     holder = RuntimeHolder()
     app[RUNTIME] = holder
     app[REFRESHER] = SessionRefresher()
-    app[OAUTH2_HANDLER] = oauth2.dispatch
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         http = new_http_client()

@@ -62,7 +62,7 @@ def evaluate(policy: RoutePolicy, principal: Principal, method: str) -> Decision
     for scope in required:
         if scope not in held:
             return Decision(False, ("scope",), missing_scopes=required)
-    if not (policy.claims or policy.email_domains or policy.subjects):
+    if not policy.has_rules:
         return _ALLOW
     reasons: list[str] = []
     for name, allowed in policy.claims.items():

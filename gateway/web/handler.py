@@ -18,13 +18,14 @@ from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, Missi
 from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.routing import normalise_path, split_host, strip_segments
+from gateway.web import oauth2
 from gateway.web.credentials import Credential, extract_bearer, header_token
 from gateway.web.headers import request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import forward_http, forward_websocket
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
-from gateway.web.state import OAUTH2_HANDLER, REFRESHER, RUNTIME
+from gateway.web.state import REFRESHER, RUNTIME
 
 _NO_CREDENTIAL = Credential(None, "")
 
@@ -43,8 +44,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             state.request_id = incoming_id
     if path == "/oauth2" or path.startswith("/oauth2/"):
         state.route = "oauth2"
-        oauth2_handler = request.app[OAUTH2_HANDLER]
-        return await oauth2_handler(request, rt, path)
+        return await oauth2.dispatch(request, rt, path)
     found = rt.routes.match(split_host(request.headers.get("Host")), path, request.method)
     if found is None:
         raise NotFound()

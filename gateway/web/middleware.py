@@ -38,7 +38,6 @@ class RequestState:
     route: str = "-"
     auth: str = "-"
     reasons: tuple[str, ...] = ()
-    subject_known: bool = False
     stats: ProxyStats = field(default_factory=ProxyStats)
 
 
@@ -102,7 +101,7 @@ async def error_middleware(
         if exc.detail:
             log.info("request %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
         path_qs = state.path + ("?" + state.query if state.query else "")
-        response = error_response(request, exc, state.request_id, path_qs or "/")
+        response = error_response(request, exc, path_qs or "/")
         response.headers["X-Request-Id"] = state.request_id
         status = response.status
         return response

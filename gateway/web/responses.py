@@ -70,12 +70,12 @@ def html_page(status: int, title: str, body_html: str, headers: dict[str, str] |
     )
 
 
-def login_redirect(request: web.Request, path_qs: str) -> web.Response:
+def login_redirect(path_qs: str) -> web.Response:
     location = "/oauth2/login?rd=" + quote(path_qs, safe="")
     return web.Response(status=302, headers={"Location": location, **_NO_STORE})
 
 
-def error_response(request: web.Request, error: GatewayError, request_id: str, path_qs: str) -> web.Response:
+def error_response(request: web.Request, error: GatewayError, path_qs: str) -> web.Response:
     """Translate a GatewayError; never includes the private detail."""
     if isinstance(error, AuthError):
         return json_error(
@@ -86,7 +86,7 @@ def error_response(request: web.Request, error: GatewayError, request_id: str, p
         )
     if isinstance(error, LoginRequired):
         if is_navigation(request):
-            return login_redirect(request, path_qs)
+            return login_redirect(path_qs)
         return json_error(401, error.code, error.public_message)
     if isinstance(error, AccessDenied) and is_navigation(request):
         return html_page(

@@ -80,10 +80,10 @@ class CookieSettings:
     name: str
     secure: bool
     login_prefix: str
+    names: frozenset[str] = frozenset()  # the cookies never forwarded upstream; built once
 
-    @property
-    def names(self) -> frozenset[str]:
-        return frozenset({self.name})
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", frozenset({self.name}))
 
 
 def provider_needs(cfg: GatewayConfig, name: str) -> frozenset[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -25,8 +24,5 @@ class RuntimeHolder:
         return self.runtime
 
 
-OAuth2Handler = Callable[[web.Request, Runtime, str], Awaitable[web.StreamResponse]]
-
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 REFRESHER = web.AppKey("refresher", SessionRefresher)
-OAUTH2_HANDLER: web.AppKey[OAuth2Handler] = web.AppKey("oauth2_handler")
