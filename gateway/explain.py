@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.config.schema import GatewayConfig, RouteConfig
 from gateway.errors import GatewayError, PathRejected
 from gateway.models import Principal
+from gateway.oidc.claims import build_principal
 from gateway.policy import RoutePolicy, evaluate
 from gateway.routing import RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
 
@@ -36,24 +37,9 @@ class Explanation:
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """A principal as the verifiers build it: scopes from ``scope`` (string) or ``scp`` (list)."""
-    scope = claims.get("scope")
-    scopes = scope.split() if isinstance(scope, str) else []
-    scp = claims.get("scp")
-    if isinstance(scp, list):
-        scopes += [s for s in scp if isinstance(s, str)]
-    elif isinstance(scp, str):
-        scopes += scp.split()
-    email = claims.get("email")
-    name = claims.get("name")
-    return Principal(
-        subject=str(claims.get("sub", "")),
-        source="jwt",
-        scopes=frozenset(scopes),
-        claims=dict(claims),
-        email=email if isinstance(email, str) else None,
-        name=name if isinstance(name, str) else None,
-    )
+    """The principal the verifiers would build from these claims (their own code, so that scope and
+    ``scp`` parsing cannot differ between explain and the gateway)."""
+    return build_principal(dict(claims), "jwt", "", str(claims.get("sub", "")), None)
 
 
 def _describe_match(route: RouteConfig) -> str:
