@@ -305,6 +305,29 @@ class ConfigParts:
     sessions: SessionsConfig | None
     sessions_given: bool
 
+    @property
+    def uses_sessions(self) -> bool:
+        return any(r.auth.mode in ("session", "bearer_or_session") for _, r in self.routes)
+
+    @property
+    def uses_introspection(self) -> bool:
+        return any(
+            r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
+            for _, r in self.routes
+        )
+
+    @property
+    def shares_introspection_cache(self) -> bool:
+        """Introspection answers go to Redis when the operator configured a Redis store; a bearer-only
+        gateway without a `sessions:` section keeps its cache in-process only."""
+        sessions = self.sessions
+        return (
+            self.uses_introspection
+            and self.sessions_given
+            and sessions is not None
+            and sessions.store == "redis"
+        )
+
     @classmethod
     def of(cls, cfg: GatewayConfig) -> ConfigParts:
         return cls(
@@ -351,15 +374,10 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
     """Rules that span fields; every one reported, each with its YAML path."""
     parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
     problems = _route_problems(parts)
-    uses_sessions = any(r.auth.mode in ("session", "bearer_or_session") for _, r in parts.routes)
-    uses_introspection = any(
-        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
-        for _, r in parts.routes
-    )
+    uses_sessions = parts.uses_sessions
     sessions, server = parts.sessions, parts.server
     if sessions is not None:
-        shares_cache = uses_introspection and parts.sessions_given and sessions.store == "redis"
-        if shares_cache and not uses_sessions and sessions.encryption_key is None:
+        if parts.shares_introspection_cache and not uses_sessions and sessions.encryption_key is None:
             problems.append(
                 ConfigProblem(
                     "sessions.encryption_key",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 from yarl import URL
 
-from gateway.config.schema import GatewayConfig, RouteConfig
+from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig
 from gateway.oidc import ProviderClient
 from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
@@ -154,15 +154,8 @@ def build_runtime(
     (a memory store's sessions, Redis pools), so a reload costs nothing that a restart would."""
     if previous is not None and store is None and previous.cfg.sessions == cfg.sessions:
         store = previous.store
-    uses_sessions = any(r.auth.mode in ("session", "bearer_or_session") for r in cfg.routes)
-    uses_introspection = any(
-        r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
-        for r in cfg.routes
-    )
-    # Introspection answers are shared through Redis when the operator configured a Redis store; a
-    # bearer-only gateway with no `sessions:` section keeps its cache in-process only.
-    shares_cache = uses_introspection and "sessions" in cfg.model_fields_set and cfg.sessions.store == "redis"
-    if store is None and (uses_sessions or shares_cache):
+    parts = ConfigParts.of(cfg)
+    if store is None and (parts.uses_sessions or parts.shares_introspection_cache):
         store = open_store(cfg.sessions, clock=clock)
     providers: dict[str, ProviderClient] = {}
     for name, pcfg in cfg.providers.items():
