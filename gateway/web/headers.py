@@ -33,12 +33,15 @@ _WEBSOCKET_HANDSHAKE = frozenset(
 IDENTITY_PREFIX = "x-auth-request-"
 
 
-def is_spoofed_identity(name: str) -> bool:
-    """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count."""
-    lowered = name.lower()
-    return (
-        lowered.replace("_", "-").startswith(IDENTITY_PREFIX) or lowered.replace("_", "-") == "x-auth-request"
-    )
+def is_spoofed_identity(canonical: str) -> bool:
+    """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count (the
+    name given lower-cased with ``_`` as ``-``, see ``canonical_name``)."""
+    return canonical.startswith(IDENTITY_PREFIX) or canonical == "x-auth-request"
+
+
+def canonical_name(lowered: str) -> str:
+    # Some upstream frameworks read "_" as "-" (CGI-style environments): judge both spellings alike.
+    return lowered.replace("_", "-") if "_" in lowered else lowered
 
 
 def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
@@ -96,12 +99,11 @@ def request_headers_for_upstream(
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         lowered = name.lower()
-        if lowered in HOP_BY_HOP or lowered in _GATEWAY_SET or (hop and lowered in hop):
+        if lowered in HOP_BY_HOP or (hop and lowered in hop):
             continue
-        if lowered.startswith("x") and is_spoofed_identity(lowered):
+        canonical = canonical_name(lowered)
+        if canonical in _GATEWAY_SET or is_spoofed_identity(canonical):
             continue
-        if lowered == "x_forwarded_for" or lowered == "x_forwarded_host" or lowered == "x_forwarded_proto":
-            continue  # underscore spellings some frameworks read as the real thing
         if websocket and lowered in _WEBSOCKET_HANDSHAKE:
             continue
         if lowered == "authorization" and drop_authorization:

@@ -119,6 +119,7 @@ async def test_forwarded_headers_from_untrusted_peer_are_replaced(
             "X-Forwarded-Host": "evil.example",
             "X-Request-Id": "chosen-by-client",
             "X_Forwarded_For": "7.7.7.7",
+            "X_Request_Id": "underscore-spelling",
         },
     )
     seen = upstream.last
@@ -127,6 +128,7 @@ async def test_forwarded_headers_from_untrusted_peer_are_replaced(
     assert seen.header("X-Forwarded-Host") == f"127.0.0.1:{client.port}"
     assert seen.header("X-Request-Id") != "chosen-by-client"
     assert seen.header("X_Forwarded_For") is None
+    assert seen.header("X_Request_Id") is None
 
 
 async def test_forwarded_headers_from_trusted_peer_are_kept(
