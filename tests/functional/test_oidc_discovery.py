@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from gateway.oidc import ProviderClient
-from tests.functional.test_oidc_fakes import FakeProvider, Reply, provider_client, provider_config, running
 from tests.support.net import free_port
+from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, provider_config, running
 
 
 def oauth_document(issuer: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.errors import InvalidToken, LoginFailed, ProviderUnavailable
 from gateway.oidc import ProviderClient, ProviderMetadata, RefreshRejected
-from tests.functional.test_oidc_fakes import (
+from tests.support.oidc_fakes import (
     CLIENT_ID,
     CLIENT_SECRET,
     Clock,

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.errors import LoginFailed, ProviderUnavailable
 from gateway.oidc import ProviderClient
-from tests.functional.test_oidc_fakes import (
+from tests.support.oidc_fakes import (
     CLIENT_ID,
     Clock,
     FakeProvider,

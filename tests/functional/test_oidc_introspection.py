@@ -16,7 +16,7 @@ import pytest
 from gateway.errors import InvalidToken, ProviderUnavailable
 from gateway.models import Principal
 from gateway.oidc import ProviderClient, ProviderMetadata
-from tests.functional.test_oidc_fakes import (
+from tests.support.oidc_fakes import (
     CLIENT_ID,
     CLIENT_SECRET,
     Clock,

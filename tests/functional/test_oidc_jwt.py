@@ -18,7 +18,7 @@ from joserfc.jwk import OctKey, RSAKey
 
 from gateway.errors import InvalidToken, ProviderUnavailable
 from gateway.oidc import ProviderClient
-from tests.functional.test_oidc_fakes import (
+from tests.support.oidc_fakes import (
     Clock,
     FakeProvider,
     Reply,
