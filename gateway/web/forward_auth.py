@@ -17,9 +17,18 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gateway.errors import AuthError, BadRequest, DependencyUnavailable, GatewayError, LoginRequired, NotFound
+from gateway.errors import (
+    AuthError,
+    BadRequest,
+    DependencyUnavailable,
+    GatewayError,
+    LoginRequired,
+    NotFound,
+    PathRejected,
+)
 from gateway.models import Principal
 from gateway.redirects import original_url
+from gateway.routing import normalise_path
 from gateway.web.handler import Original, Verdict, decide, identity_values
 from gateway.web.middleware import STATE_KEY, RequestState
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
@@ -77,7 +86,19 @@ def original_request(headers: CIMultiDictProxy[str]) -> tuple[Original, str | No
     if proto is not None and proto not in ("http", "https"):
         raise MalformedOriginal(detail="X-Forwarded-Proto is neither http nor https")
     raw_path, _, query = uri.partition("?")
+    _check_canonical(raw_path)
     return Original(method, host, raw_path, query), proto
+
+
+def _check_canonical(raw_path: str) -> None:
+    """Behind a forward-auth proxy the upstream receives the client's raw URI, not the gateway's
+    normalised path: only a path already in normal form is judged, so no spelling ("//", "..",
+    "%2F", ";" path parameters) can mean one route to the gateway and another to the upstream."""
+    lowered = raw_path.lower()
+    if ";" in raw_path or "%3b" in lowered or "%25" in lowered:
+        raise PathRejected(detail="';', '%3B' or '%25' in a forward-auth original path")
+    if normalise_path(raw_path) != raw_path:
+        raise PathRejected(detail="forward-auth original path is not in normal form")
 
 
 async def verdict(request: web.Request) -> web.StreamResponse:
