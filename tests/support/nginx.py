@@ -109,6 +109,7 @@ def forward_auth_server(
     auth_bind: str | None = None,
     listen_host: str = "127.0.0.1",
     server_name: str = "_",
+    cookie_name: str = "tokengate_session",
 ) -> str:
     """One nginx server in front of ``upstream``, asking tokengate (``gateway``: host:port) for a
     verdict on every request (docs/forward-auth.md, "nginx"). ``auth_bind`` makes nginx connect to the
@@ -116,6 +117,11 @@ def forward_auth_server(
     bind = f"proxy_bind {auth_bind};" if auth_bind else ""
     return f"""
     upstream tokengate {{ server {gateway}; keepalive 16; }}
+    # The upstream never gets the gateway's session cookie (DESIGN §4): the Cookie header minus it.
+    map $http_cookie $tg_upstream_cookie {{
+        default $http_cookie;
+        "~^(?<tg_a>|.*;\\s*)(?:__Host-|__Secure-)?{cookie_name}=[^;]*;?\\s*(?<tg_b>.*)$" "$tg_a$tg_b";
+    }}
     server {{
         listen {listen_host}:{{port}};
         server_name {server_name};
@@ -166,6 +172,7 @@ def forward_auth_server(
             proxy_set_header X-Auth-Request-User $tg_user;
             proxy_set_header X-Auth-Request-Email $tg_email;
             proxy_set_header X-Auth-Request-Scopes $tg_scopes;
+            proxy_set_header Cookie $tg_upstream_cookie;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass {upstream};
