@@ -256,10 +256,18 @@ def _text(value: object) -> str | None:
 def _same_origin(request: web.Request, rt: Runtime) -> bool:
     """Refuse cross-site logout (CSRF): Fetch Metadata first, then Origin against public_url."""
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
     origin = request.headers.get("Origin")
-    return not (origin is not None and origin != rt.cfg.server.public_url)
+    if site is not None and site not in ("same-origin", "none"):
+        # Several hosts (DESIGN §8): a sign-out form on an allowed host is same-site, not cross-site.
+        return site == "same-site" and origin is not None and _allowed_origin(rt, origin)
+    return origin is None or origin == rt.cfg.server.public_url or _allowed_origin(rt, origin)
+
+
+def _allowed_origin(rt: Runtime, origin: str) -> bool:
+    public_url, hosts = rt.cfg.server.public_url, rt.cfg.sessions.allowed_redirect_hosts
+    if public_url is None or not hosts or "/" in origin.partition("://")[2]:
+        return False
+    return absolute_redirect(origin + "/", public_url=public_url, allowed_hosts=hosts) is not None
 
 
 async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:

@@ -71,3 +71,32 @@ async def test_forwarded_host_from_an_untrusted_peer_is_not_believed(make_gatewa
     assert (
         resp.headers["Location"] == "https://app.example.com/oauth2/login?rd=https%3A%2F%2Fb.example.com%2Fx"
     )
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "https://b.example.com", "Sec-Fetch-Site": "same-origin"}, 303),
+        ({"Origin": "https://b.example.com:8443", "Sec-Fetch-Site": "same-site"}, 303),
+        ({"Origin": "https://app.example.com", "Sec-Fetch-Site": "same-origin"}, 303),
+        ({"Origin": "https://evil.test", "Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "https://evil.test"}, 403),
+        ({"Origin": "http://b.example.com", "Sec-Fetch-Site": "same-site"}, 403),  # another scheme
+        ({"Origin": "https://badexample.com", "Sec-Fetch-Site": "same-site"}, 403),
+        ({"Sec-Fetch-Site": "same-site"}, 403),
+    ],
+)
+async def test_logout_from_an_allowed_host(
+    make_gateway: GatewayFactory, headers: dict[str, str], status: int
+) -> None:
+    """CSRF: sign-out forms on allowed hosts work; other origins and schemes stay refused."""
+    cfg = several_hosts(
+        "https://app.example.com", cookie_domain="example.com", allowed_redirect_hosts=["*.example.com"]
+    )
+    client = await make_gateway(cfg)
+    resp = await client.post("/oauth2/logout", headers=headers, allow_redirects=False)
+    assert resp.status == status
+    if status == 303:
+        cookie = resp.headers["Set-Cookie"]
+        assert "__Secure-tokengate_session=" in cookie
+        assert "Domain=example.com" in cookie
