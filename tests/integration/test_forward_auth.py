@@ -416,3 +416,24 @@ async def test_forward_auth_latency_against_a_direct_proxied_request(front: Fron
         f"{verdict - ms['gateway proxying']:+.3f} ms against the gateway proxying"
     )
     assert all(len(values) == 600 for values in samples.values())
+
+
+async def test_redis_outage_on_a_session_route_is_503_not_a_login(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP
+) -> None:
+    """Fail closed without a login loop: Redis down with a session cookie gives 503, never 401 or 200."""
+    cfg = forward_auth_config(idp_jwt, upstream, "http://127.0.0.1:8080", free_port())
+    cfg["sessions"] = {
+        "store": "redis",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "encryption_key": SESSION_KEY,
+    }
+    gateway = await ready(await make_gateway(cfg))
+    verdict_url = f"http://127.0.0.1:{gateway.server.port}/oauth2/auth"
+    async with trusted_session() as http:
+        resp = await http.get(
+            verdict_url, headers={**original("/app/x"), "Cookie": "tokengate_session=" + "s" * 43}
+        )
+        assert resp.status == 503
+        assert resp.headers["Retry-After"]
+        assert (await resp.json())["error"] == "temporarily_unavailable"
