@@ -24,8 +24,8 @@ $(IDP_STAMP): tests/idp/package-lock.json
 	touch $@
 
 .PHONY: system-deps
-system-deps: ## Install redis-server and chromium from Debian when they are missing
-	@bash .ci/system-deps redis-server chromium
+system-deps: ## Install redis-server, chromium and nginx (forward-auth tests) from Debian when missing
+	@bash .ci/system-deps redis-server chromium nginx
 
 .PHONY: setup
 setup: $(STAMP) $(IDP_STAMP) system-deps ## Create .venv, install the project, the test provider and system packages

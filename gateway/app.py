@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.config.schema import GatewayConfig
 from gateway.web.admin import admin_routes
+from gateway.web.forward_auth import verdict
 from gateway.web.handler import handle
 from gateway.web.middleware import error_middleware
 from gateway.web.runtime import Runtime, build_runtime
@@ -58,6 +59,8 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
         await http.close()
 
     app.cleanup_ctx.append(lifecycle)
+    app.router.add_route("*", "/oauth2/auth", verdict)  # forward-auth (DESIGN §8); Envoy's
+    app.router.add_route("*", "/oauth2/auth/{tail:.*}", verdict)  # path_prefix appends a suffix
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

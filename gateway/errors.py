@@ -113,6 +113,7 @@ class LoginRequired(GatewayError):
     status = 401
     code = "login_required"
     message = "a login session is required"
+    login_url = ""  # set for a session route on another host: public_url's login (DESIGN §8)
 
 
 class AccessDenied(GatewayError):

@@ -140,7 +140,8 @@ def explain(
         out.add("verdict", "DENY (404 not_found)")
         return out
     route = cfg.routes[found.value]
-    out.lines.insert(2, f"{'route:':<12} {route.name} ({_describe_match(route)}) -> {route.upstream}")
+    target = route.upstream or "no upstream (forward-auth only)"
+    out.lines.insert(2, f"{'route:':<12} {route.name} ({_describe_match(route)}) -> {target}")
     auth = route.auth
     if auth.mode == "public":
         out.add("auth", "public: no credentials needed")

@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
 )
 
+from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_problems
 from gateway.errors import ConfigProblem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -226,6 +227,16 @@ class SessionsConfig(_Model):
         None,
         description="32 random bytes, base64url; encrypts tokens at rest (AES-GCM). Required for sessions.",
     )
+    cookie_domain: Annotated[str, AfterValidator(check_cookie_domain)] | None = Field(
+        None,
+        description="Parent domain the session cookie is set for (`Domain=`), so one login on public_url "
+        "serves session routes on every host under it; the `__Host-` prefix is then not used.",
+    )
+    allowed_redirect_hosts: list[Annotated[str, AfterValidator(check_redirect_host)]] = Field(
+        default_factory=list,
+        description="Hosts an absolute `rd` may lead to after login (same scheme as public_url, any "
+        'port); "*.example.com" matches names under example.com on a dot boundary.',
+    )
 
 
 class MatchConfig(_Model):
@@ -276,7 +287,11 @@ class AuthConfig(_Model):
 class RouteConfig(_Model):
     name: RouteName = Field(description="Unique name; used in logs and metric labels.")
     match: MatchConfig = Field(default_factory=MatchConfig, description="What requests the route takes.")
-    upstream: HttpUrl = Field(description="Base URL of the upstream (http:// or https://).")
+    upstream: HttpUrl | None = Field(
+        None,
+        description="Base URL of the upstream (http:// or https://). Omitted: the route only answers "
+        "forward-auth (/oauth2/auth); a request sent to the gateway directly gets 404.",
+    )
     strip_prefix: bool = Field(False, description="Remove path_prefix before forwarding.")
     preserve_host: bool = Field(False, description="Send the client's Host instead of the upstream's.")
     auth: AuthConfig = Field(description="Authentication and authorisation of the route.")
@@ -374,6 +389,7 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
     """Rules that span fields; every one reported, each with its YAML path."""
     parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
     problems = _route_problems(parts)
+    problems += host_problems(parts)
     uses_sessions = parts.uses_sessions
     sessions, server = parts.sessions, parts.server
     if sessions is not None:

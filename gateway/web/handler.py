@@ -7,6 +7,7 @@ copy, and identity headers are only ever set from a verified principal.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from aiohttp import web
@@ -17,6 +18,7 @@ from gateway import metrics
 from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials, NotFound
 from gateway.models import Principal
 from gateway.policy import evaluate
+from gateway.redirects import login_location, original_url
 from gateway.routing import normalise_path, split_host, strip_segments
 from gateway.web import oauth2
 from gateway.web.credentials import Credential, extract_bearer, header_token
@@ -30,32 +32,75 @@ from gateway.web.state import REFRESHER, RUNTIME
 _NO_CREDENTIAL = Credential(None, "")
 
 
+@dataclass(frozen=True, slots=True)
+class Original:
+    """The request to decide on: the one received, or the one a forward-auth proxy describes."""
+
+    method: str
+    host: str | None  # as in a Host header (a port is ignored by routing)
+    raw_path: str  # still percent-encoded, as on the wire
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """An admitted request: its normalised path, route and caller. ``route`` None: /oauth2/."""
+
+    path: str
+    route: CompiledRoute | None
+    depth: int = 0
+    principal: Principal | None = None
+    credential: Credential = _NO_CREDENTIAL
+
+
+async def decide(
+    request: web.Request, rt: Runtime, state: RequestState, original: Original, *, proxied: bool
+) -> Verdict:
+    """normalise -> match -> authenticate -> authorise: the one decision path of proxied requests and
+    forward-auth verdicts (DESIGN §1, §8). Refusals are raised as GatewayErrors."""
+    path = normalise_path(original.raw_path)
+    state.path = path
+    state.query = original.query
+    if path == "/oauth2" or path.startswith("/oauth2/"):
+        return Verdict(path, None)
+    found = rt.routes.match(split_host(original.host), path, original.method)
+    if found is None:
+        raise NotFound()
+    route = found.value
+    state.route = route.name
+    if proxied and route.upstream is None:
+        # A forward-auth-only route: answering it directly must not fall through to another route.
+        raise NotFound(detail=f"route {route.name} has no upstream (forward-auth only)")
+    query = original.query
+    credential = _NO_CREDENTIAL if not query else Credential(None, query)
+    principal: Principal | None = None
+    if route.mode != "public":
+        principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
+        authorise(route, principal, original.method, state)
+    return Verdict(path, route, found.depth, principal, credential)
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME].current
     state: RequestState = request[STATE_KEY]
     raw_path, _, query = request.raw_path.partition("?")
-    path = normalise_path(raw_path)
-    state.path = path
-    state.query = query
     trusted_peer = bool(rt.trusted) and rt.trusted.contains(request.remote)
     if trusted_peer:
         incoming_id = request.headers.get("X-Request-Id")
         if incoming_id is not None and valid_request_id(incoming_id):
             state.request_id = incoming_id
-    if path == "/oauth2" or path.startswith("/oauth2/"):
+    original = Original(request.method, request.headers.get("Host"), raw_path, query)
+    try:
+        verdict = await decide(request, rt, state, original, proxied=True)
+    except LoginRequired as exc:
+        exc.login_url = _login_elsewhere(request, rt, state, trusted_peer)
+        raise
+    route = verdict.route
+    if route is None:
         state.route = "oauth2"
-        return await oauth2.dispatch(request, rt, path)
-    found = rt.routes.match(split_host(request.headers.get("Host")), path, request.method)
-    if found is None:
-        raise NotFound()
-    route = found.value
-    state.route = route.name
-    credential = _NO_CREDENTIAL if not query else Credential(None, query)
-    principal: Principal | None = None
-    if route.mode != "public":
-        principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
-        authorise(route, principal, request.method, state)
-    upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
+        return await oauth2.dispatch(request, rt, verdict.path)
+    path, principal, credential = verdict.path, verdict.principal, verdict.credential
+    upstream_path = strip_segments(path, verdict.depth) if route.strip_prefix else path
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     headers = request_headers_for_upstream(
         request.headers,
@@ -165,6 +210,20 @@ def _set_forwarding(
     headers["X-Request-Id"] = state.request_id
     if route.preserve_host and host:
         headers["Host"] = host
+
+
+def _login_elsewhere(request: web.Request, rt: Runtime, state: RequestState, trusted_peer: bool) -> str:
+    """A session route on another host than public_url's logs in on public_url, with an absolute rd
+    (DESIGN §8 several hosts); "" keeps the same-origin login redirect."""
+    public_url = rt.cfg.server.public_url
+    headers = request.headers
+    host = (headers.get("X-Forwarded-Host") if trusted_peer else None) or headers.get("Host", "")
+    if public_url is None or not host:
+        return ""
+    proto = headers.get("X-Forwarded-Proto") if trusted_peer else None
+    path_qs = state.path + ("?" + state.query if state.query else "")
+    rd = original_url(public_url, host, path_qs, proto if proto in ("http", "https") else None)
+    return login_location(public_url, rd) if not rd.startswith("/") else ""
 
 
 def _clean(value: str) -> str:

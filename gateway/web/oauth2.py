@@ -27,7 +27,8 @@ from gateway.errors import (
 )
 from gateway.models import Session
 from gateway.oidc import ProviderClient, new_login_secrets
-from gateway.routing import safe_redirect_path
+from gateway.redirects import absolute_redirect
+from gateway.routing import safe_redirect_path, split_host
 from gateway.sessions import LoginState, SessionStore
 from gateway.web.responses import html_page, json_error
 from gateway.web.runtime import Runtime
@@ -90,7 +91,7 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     """Start the code grant: new state, PKCE verifier and nonce, then 302 to the provider."""
     store = _store(rt)
     assert rt.redirect_uri is not None
-    rd = safe_redirect_path(request.query.get("rd"))
+    rd = _redirect_target(rt, request.query.get("rd"))
     provider = _provider_for(rt, _route_provider(rt, rd))
     state, verifier, nonce = new_login_secrets()
     binding = secrets.token_urlsafe(32)
@@ -123,10 +124,25 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     return response
 
 
+def _redirect_target(rt: Runtime, raw: str | None) -> str:
+    """A same-origin path, or an absolute URL on an allowed host (DESIGN §8 several hosts)."""
+    public_url = rt.cfg.server.public_url
+    if public_url is not None and raw and not raw.startswith("/"):
+        allowed = rt.cfg.sessions.allowed_redirect_hosts
+        absolute = absolute_redirect(raw, public_url=public_url, allowed_hosts=allowed)
+        if absolute is not None:
+            return absolute
+    return safe_redirect_path(raw)
+
+
 def _route_provider(rt: Runtime, rd: str) -> str | None:
     """The provider of the session route that ``rd`` leads to, so multi-provider setups log in right."""
+    host = None
+    if not rd.startswith("/"):  # absolute (checked by _redirect_target): route on its host too
+        host, _, rd = rd.split("://", 1)[1].partition("/")
+        host, rd = split_host(host), "/" + rd
     path = rd.split("?", 1)[0].split("#", 1)[0]
-    found = rt.routes.match(None, path, "GET")
+    found = rt.routes.match(host, path, "GET")
     if found is not None and found.value.uses_session and found.value.provider is not None:
         return found.value.provider.name
     return None
@@ -177,6 +193,7 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
         rt.cookies.name,
         session_id,
         max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()),
+        domain=rt.cookies.domain,
         path="/",
         secure=rt.cookies.secure,
         httponly=True,
@@ -239,10 +256,18 @@ def _text(value: object) -> str | None:
 def _same_origin(request: web.Request, rt: Runtime) -> bool:
     """Refuse cross-site logout (CSRF): Fetch Metadata first, then Origin against public_url."""
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
     origin = request.headers.get("Origin")
-    return not (origin is not None and origin != rt.cfg.server.public_url)
+    if site is not None and site not in ("same-origin", "none"):
+        # Several hosts (DESIGN §8): a sign-out form on an allowed host is same-site, not cross-site.
+        return site == "same-site" and origin is not None and _allowed_origin(rt, origin)
+    return origin is None or origin == rt.cfg.server.public_url or _allowed_origin(rt, origin)
+
+
+def _allowed_origin(rt: Runtime, origin: str) -> bool:
+    public_url, hosts = rt.cfg.server.public_url, rt.cfg.sessions.allowed_redirect_hosts
+    if public_url is None or not hosts or "/" in origin.partition("://")[2]:
+        return False
+    return absolute_redirect(origin + "/", public_url=public_url, allowed_hosts=hosts) is not None
 
 
 async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
@@ -268,7 +293,14 @@ async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
                 or "/"
             )
     response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
-    response.del_cookie(rt.cookies.name, path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
+    response.del_cookie(
+        rt.cookies.name,
+        domain=rt.cookies.domain,
+        path="/",
+        secure=rt.cookies.secure,
+        httponly=True,
+        samesite="Lax",
+    )
     return response
 
 

@@ -86,6 +86,8 @@ def error_response(request: web.Request, error: GatewayError, path_qs: str) -> w
         )
     if isinstance(error, LoginRequired):
         if is_navigation(request):
+            if error.login_url:  # another host: log in on public_url (DESIGN §8 several hosts)
+                return web.Response(status=302, headers={"Location": error.login_url, **_NO_STORE})
             return login_redirect(path_qs)
         return json_error(401, error.code, error.public_message)
     if isinstance(error, AccessDenied) and is_navigation(request):

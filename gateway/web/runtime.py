@@ -34,7 +34,7 @@ class CompiledRoute:
 
     name: str
     mode: AuthMode
-    upstream: URL
+    upstream: URL | None  # None: a forward-auth-only route (DESIGN §8), never proxied
     upstream_base: str  # scheme://host:port[/base] without trailing slash
     policy: RoutePolicy
     provider: ProviderClient | None
@@ -48,13 +48,13 @@ class CompiledRoute:
 
     @classmethod
     def build(cls, cfg: RouteConfig, providers: dict[str, ProviderClient]) -> CompiledRoute:
-        upstream = URL(cfg.upstream)
+        upstream = URL(cfg.upstream) if cfg.upstream is not None else None
         auth = cfg.auth
         return cls(
             name=cfg.name,
             mode=auth.mode,
             upstream=upstream,
-            upstream_base=str(upstream).rstrip("/"),
+            upstream_base=str(upstream).rstrip("/") if upstream is not None else "",
             policy=RoutePolicy.from_config(auth),
             provider=providers[auth.provider] if auth.provider else None,
             validation=auth.validation,
@@ -80,6 +80,7 @@ class CookieSettings:
     name: str
     secure: bool
     login_prefix: str
+    domain: str | None = None  # sessions.cookie_domain: the session cookie's Domain (several hosts)
     names: frozenset[str] = frozenset()  # the cookies never forwarded upstream; built once
 
     def __post_init__(self) -> None:
@@ -178,7 +179,11 @@ def build_runtime(
     )
     public_url = cfg.server.public_url
     secure = bool(public_url and public_url.startswith("https://"))
-    name = ("__Host-" if secure else "") + cfg.sessions.cookie_name
+    domain = cfg.sessions.cookie_domain
+    # RFC 6265bis §4.1.3: "__Host-" forbids Domain; with cookie_domain, "__Secure-" keeps the Secure
+    # guarantee (a cookie of that name cannot be set over plain http by a network attacker).
+    prefix = ("__Secure-" if domain else "__Host-") if secure else ""
+    name = prefix + cfg.sessions.cookie_name
     timeout_s = cfg.server.upstream_timeout.total_seconds()
     return Runtime(
         cfg=cfg,
@@ -187,7 +192,9 @@ def build_runtime(
         store=store,
         trusted=TrustedProxies(cfg.server.trusted_proxies),
         http=http,
-        cookies=CookieSettings(name=name, secure=secure, login_prefix=name + LOGIN_COOKIE_INFIX),
+        cookies=CookieSettings(
+            name=name, secure=secure, login_prefix=name + LOGIN_COOKIE_INFIX, domain=domain
+        ),
         redirect_uri=f"{public_url}/oauth2/callback" if public_url else None,
         upstream_timeout=aiohttp.ClientTimeout(
             total=None, sock_connect=min(timeout_s, 10.0), sock_read=timeout_s

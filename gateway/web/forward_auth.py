@@ -1,0 +1,198 @@
+"""``/oauth2/auth``: the forward-auth verdict for nginx ``auth_request``, Traefik ``forwardAuth`` and
+Envoy ``ext_authz`` (HTTP) (DESIGN §8). The original request is read from proxy headers, believed only
+from ``server.trusted_proxies``, and decided by the proxy's own path (``handler.decide``).
+
+Answers: 200 with identity headers, 401 (with the bearer challenge where one applies), 403; never a
+302. The one exception is 503 + Retry-After when the provider or Redis is down (docs/forward-auth.md).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from gateway.errors import (
+    AuthError,
+    BadRequest,
+    DependencyUnavailable,
+    GatewayError,
+    LoginRequired,
+    NotFound,
+    PathRejected,
+)
+from gateway.models import Principal
+from gateway.redirects import original_url
+from gateway.routing import normalise_path
+from gateway.web.handler import Original, Verdict, decide, identity_values
+from gateway.web.middleware import STATE_KEY, RequestState
+from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
+from gateway.web.runtime import CompiledRoute, Runtime
+from gateway.web.state import RUNTIME
+
+log = logging.getLogger("tokengate")
+
+# nginx (auth_request recipes), Traefik (forwardAuth) and ingress-nginx (auth-url) spellings.
+_URI_HEADERS = ("X-Original-URI", "X-Forwarded-Uri", "X-Original-URL")
+_METHOD_HEADERS = ("X-Original-Method", "X-Forwarded-Method")
+_METHOD = re.compile(r"^[A-Za-z]{1,20}$")
+_NO_STORE = {"Cache-Control": "no-store"}
+LOGIN_HEADER = "X-Auth-Request-Login"  # where a proxy's 401 handler sends the browser
+
+
+class MalformedOriginal(BadRequest):
+    message = "the forward-auth headers do not describe exactly one original request"
+
+
+def _one(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    values = headers.getall(name, ())
+    if len(values) > 1:
+        raise MalformedOriginal(detail=f"{name} given {len(values)} times")
+    return values[0] if values else None
+
+
+def original_request(headers: CIMultiDictProxy[str]) -> tuple[Original, str | None]:
+    """The original request (and its scheme, when the proxy says) from forward-auth headers.
+
+    Exactly one URI header, one method (both spellings must agree), one host: a client header that
+    the proxy forgot to overwrite can never be picked instead of the proxy's own."""
+    uris = {name: value for name in _URI_HEADERS if (value := _one(headers, name)) is not None}
+    if len(uris) != 1:
+        raise MalformedOriginal(detail=f"URI headers present: {sorted(uris) or 'none'}")
+    methods = {value for name in _METHOD_HEADERS if (value := _one(headers, name)) is not None}
+    if len(methods) != 1 or not _METHOD.match(next(iter(methods))):
+        raise MalformedOriginal(detail="original method missing, invalid or given twice differently")
+    method = methods.pop().upper()
+    host = _one(headers, "X-Forwarded-Host")
+    proto = _one(headers, "X-Forwarded-Proto")
+    ((name, uri),) = uris.items()
+    if name == "X-Original-URL":  # ingress-nginx: "$scheme://$http_host$request_uri"
+        scheme, sep, rest = uri.partition("://")
+        end = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+        authority, uri = rest[:end], rest[end:] or "/"
+        if not sep or scheme not in ("http", "https") or not authority:
+            raise MalformedOriginal(detail="X-Original-URL is not an absolute http(s) URL")
+        other_host = host is not None and host.lower() != authority.lower()
+        if other_host or (proto is not None and proto != scheme):
+            raise MalformedOriginal(detail="X-Original-URL disagrees with X-Forwarded-Host/-Proto")
+        host, proto = authority, scheme
+    if not host or "," in host:
+        raise MalformedOriginal(detail="X-Forwarded-Host missing or a list")
+    if proto is not None and proto not in ("http", "https"):
+        raise MalformedOriginal(detail="X-Forwarded-Proto is neither http nor https")
+    raw_path, _, query = uri.partition("?")
+    _check_canonical(raw_path)
+    return Original(method, host, raw_path, query), proto
+
+
+def _check_canonical(raw_path: str) -> None:
+    """Behind a forward-auth proxy the upstream receives the client's raw URI, not the gateway's
+    normalised path: only a path already in normal form is judged, so no spelling ("//", "..",
+    "%2F", ";" path parameters) can mean one route to the gateway and another to the upstream."""
+    lowered = raw_path.lower()
+    if ";" in raw_path or "%3b" in lowered or "%25" in lowered:
+        raise PathRejected(detail="';', '%3B' or '%25' in a forward-auth original path")
+    if normalise_path(raw_path) != raw_path:
+        raise PathRejected(detail="forward-auth original path is not in normal form")
+
+
+async def verdict(request: web.Request) -> web.StreamResponse:
+    """The forward-auth answer; any method (Envoy sends the original's), any suffix (Envoy's
+    path_prefix appends the original path, which is ignored: the headers name the request)."""
+    rt = request.app[RUNTIME].current
+    state: RequestState = request[STATE_KEY]
+    state.route = "forward_auth"
+    if not (rt.trusted and rt.trusted.contains(request.remote)):
+        state.reasons = ("untrusted_peer",)
+        return json_error(403, "untrusted_peer", "forward-auth answers only peers in server.trusted_proxies")
+    original: Original | None = None
+    proto: str | None = None
+    try:
+        original, proto = original_request(request.headers)
+        decided = await decide(request, rt, state, original, proxied=False)
+        if decided.route is None:
+            raise NotFound("the gateway's own /oauth2/ endpoints are not forward-auth targets")
+    except GatewayError as exc:
+        if exc.detail:
+            log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
+        return _refusal(request, rt, state, exc, original, proto)
+    return _allowed(decided.route, decided)
+
+
+def _allowed(route: CompiledRoute, decided: Verdict) -> web.Response:
+    headers = dict(_NO_STORE)
+    principal = decided.principal
+    if principal is not None:
+        headers.update(identity_headers(principal, route))
+    return web.Response(status=200, headers=headers)
+
+
+def identity_headers(principal: Principal, route: CompiledRoute) -> Mapping[str, str]:
+    """DESIGN §4's identity headers, as response headers; the token when ``forward_token``."""
+    user, email, scopes = identity_values(principal.subject, principal.email, principal.scopes)
+    out = {"X-Auth-Request-User": user}
+    if email:
+        out["X-Auth-Request-Email"] = email
+    if scopes:
+        out["X-Auth-Request-Scopes"] = scopes
+    if route.forward_token and principal.access_token:
+        out["X-Auth-Request-Access-Token"] = principal.access_token
+    return out
+
+
+def _refusal(
+    request: web.Request,
+    rt: Runtime,
+    state: RequestState,
+    exc: GatewayError,
+    original: Original | None,
+    proto: str | None,
+) -> web.Response:
+    """Only 401, 403 and 503: a proxy turns any other status into its own error (nginx: 500)."""
+    if isinstance(exc, AuthError):
+        # 400 invalid_request (malformed or misplaced token) becomes 401 with its challenge.
+        status = 403 if exc.status == 403 else 401
+        challenge = {"WWW-Authenticate": www_authenticate(exc)}
+        return json_error(status, exc.code or "unauthorized", exc.public_message, challenge)
+    if isinstance(exc, LoginRequired):
+        return _login_required(request, rt, state, exc, original, proto)
+    if isinstance(exc, DependencyUnavailable):
+        # Fail closed without telling the client its credentials are bad (see docs/forward-auth.md).
+        return json_error(503, exc.code, exc.public_message, {"Retry-After": str(exc.retry_after)})
+    return json_error(403, exc.code, exc.public_message)
+
+
+def _login_required(
+    request: web.Request,
+    rt: Runtime,
+    state: RequestState,
+    exc: LoginRequired,
+    original: Original | None,
+    proto: str | None,
+) -> web.Response:
+    public_url = rt.cfg.server.public_url
+    if public_url is None or original is None or original.host is None:
+        return json_error(401, exc.code, exc.public_message)
+    path_qs = state.path + ("?" + state.query if state.query else "")
+    rd = original_url(public_url, original.host, path_qs, proto)
+    login = f"{public_url}/oauth2/login?rd={quote(rd, safe='')}"
+    headers = {LOGIN_HEADER: login}
+    if original.method in ("GET", "HEAD") and is_navigation(request):
+        # Traefik hands a 401 to the browser as is: a page that goes on to the login (nginx maps the
+        # 401 with error_page and never shows this body).
+        link = html.escape(login, quote=True)
+        return html_page(
+            401,
+            "Sign-in required",
+            f"<meta http-equiv=refresh content='0;url={link}'><p><a href='{link}'>Sign in</a></p>",
+            headers,
+        )
+    return json_error(401, exc.code, exc.public_message, headers)
+
+
+__all__ = ["LOGIN_HEADER", "MalformedOriginal", "original_request", "verdict"]
