@@ -62,6 +62,7 @@ def create_app(
         holder.runtime = runtime
         yield
         holder.ready = False
+        await app[REFRESHER].close()  # refreshes in flight finish and store their rotated tokens first
         await holder.current.close()
         await http.close()
 
