@@ -59,7 +59,9 @@ class SessionSockets:
                         return
                 except SessionStoreUnavailable as exc:
                     # Fail closed: a session that cannot be confirmed does not keep its socket.
-                    log.warning("session check for a WebSocket failed, closing it: %s", exc.detail or exc.code)
+                    log.warning(
+                        "session check for a WebSocket failed, closing it: %s", exc.detail or exc.code
+                    )
                     return
         finally:
             events = self._ended.get(session_id)

@@ -58,7 +58,9 @@ async def test_reused_state_is_refused(setup: LoginSetup, browser: aiohttp.Clien
     assert setup.session_cookie(browser) == first  # the replay changed nothing
 
 
-async def test_state_from_another_browser_is_refused(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+async def test_state_from_another_browser_is_refused(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
     """Login CSRF: the attacker's own callback (signed in as bob) delivered to the victim's browser is refused."""
     await setup.start_login(browser)  # the victim has a pending login of its own
     async with setup.browser() as attacker:
@@ -81,7 +83,9 @@ async def test_missing_login_cookie_is_refused(setup: LoginSetup, browser: aioht
     assert setup.session_cookie(browser) is None
 
 
-async def test_stranger_first_cannot_spoil_the_login(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+async def test_stranger_first_cannot_spoil_the_login(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
     """State burning: a stranger who opens the callback URL first, without the cookie, cannot spend the state."""
     auth_url = await setup.start_login(browser)
     callback = await setup.idp.follow_interactions(browser, auth_url)
@@ -93,7 +97,9 @@ async def test_stranger_first_cannot_spoil_the_login(setup: LoginSetup, browser:
     await _signed_in(setup, browser)
 
 
-async def test_forged_login_cookie_cannot_spoil_the_login(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+async def test_forged_login_cookie_cannot_spoil_the_login(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
     """State burning: a stranger with a login cookie of the right name but a guessed value cannot spend the state."""
     auth_url = await setup.start_login(browser)
     callback = await setup.idp.follow_interactions(browser, auth_url)

@@ -47,7 +47,9 @@ async def _refused(browser: aiohttp.ClientSession, url: str) -> None:
         assert "unexpected issuer" in await resp.text()
 
 
-async def test_missing_iss_is_refused_when_promised(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+async def test_missing_iss_is_refused_when_promised(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
     """Mix-up: an authorization response stripped of its promised iss is refused, no session."""
     callback = await _callback(setup, browser)
     await _refused(browser, _with(callback, iss=None))

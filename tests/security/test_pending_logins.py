@@ -62,7 +62,9 @@ async def test_sixth_login_expires_the_oldest(
     assert len(_login_keys(redis_server)) == LIMIT
     sixth = await _start(setup, browser, "/sixth")
     expired = [
-        c for c in sixth.headers.getall("Set-Cookie") if c.startswith(oldest_cookie + "=") and "Max-Age=0" in c
+        c
+        for c in sixth.headers.getall("Set-Cookie")
+        if c.startswith(oldest_cookie + "=") and "Max-Age=0" in c
     ]
     assert expired, sixth.headers.getall("Set-Cookie")
     assert oldest_cookie not in setup.login_cookies(browser)

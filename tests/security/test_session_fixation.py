@@ -70,7 +70,9 @@ async def test_every_login_gets_a_new_id(setup: LoginSetup, browser: aiohttp.Cli
     assert await _status_with(setup, second) == 200
 
 
-async def test_no_session_cookie_before_the_callback(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+async def test_no_session_cookie_before_the_callback(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
     """Session fixation: starting a login sets no session cookie an attacker could pre-arrange."""
     async with browser.get(setup.url + "/oauth2/login?rd=/", allow_redirects=False) as resp:
         assert resp.status == 302

@@ -22,7 +22,9 @@ async def setup(login_setup: LoginFactory, redis_url: str, upstream: Upstream) -
         idp={"access_token_ttl": 60},
         sessions={"refresh_before": "120s"},
         routes=[
-            session_route(upstream, name="admin", prefix="/admin", require={"claims": {"groups": ["admins"]}}),
+            session_route(
+                upstream, name="admin", prefix="/admin", require={"claims": {"groups": ["admins"]}}
+            ),
             session_route(upstream),
         ],
     )
@@ -67,7 +69,9 @@ async def test_shrunk_group_list_is_replaced_after_refresh(
     assert await _stored_groups(setup, browser) == ["staff"]
 
 
-async def test_claims_dropped_at_provider_are_not_kept(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+async def test_claims_dropped_at_provider_are_not_kept(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
     """Stale claims: any claim the provider stops sending (here realm_access) leaves the session at refresh."""
     await setup.login(browser, "/")
     session_id = setup.session_cookie(browser)

@@ -82,7 +82,9 @@ async def test_missing_origin_is_refused(
     assert _upstream_sockets(upstream) == 0
 
 
-async def test_own_origin_is_relayed(setup: LoginSetup, browser: aiohttp.ClientSession, upstream: Upstream) -> None:
+async def test_own_origin_is_relayed(
+    setup: LoginSetup, browser: aiohttp.ClientSession, upstream: Upstream
+) -> None:
     """Control: the gateway's own origin opens the session WebSocket, relayed with the user's identity."""
     ws = await _open(setup, browser)
     await ws.close()

@@ -64,9 +64,7 @@ class TcpRelay:
             return
         self._writers.update({writer, up_writer})
         try:
-            await asyncio.gather(
-                self._pipe(reader, up_writer), self._pipe(up_reader, writer, answers=True)
-            )
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, answers=True))
         finally:
             self._writers.difference_update({writer, up_writer})
             for w in (writer, up_writer):
