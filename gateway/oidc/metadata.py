@@ -72,8 +72,22 @@ def discovery_needed(cfg: ProviderConfig, needs: frozenset[str]) -> bool:
     return not needs.issubset(explicit_endpoints(cfg))
 
 
+def _metadata(issuer: str, endpoints: dict[str, str], *, iss_supported: bool = False) -> ProviderMetadata:
+    return ProviderMetadata(
+        issuer=issuer,
+        authorization=endpoints.get("authorization"),
+        token=endpoints.get("token"),
+        jwks=endpoints.get("jwks"),
+        introspection=endpoints.get("introspection"),
+        userinfo=endpoints.get("userinfo"),
+        revocation=endpoints.get("revocation"),
+        end_session=endpoints.get("end_session"),
+        iss_parameter_supported=iss_supported,
+    )
+
+
 def from_config(cfg: ProviderConfig) -> ProviderMetadata:
-    return ProviderMetadata(issuer=cfg.issuer, **explicit_endpoints(cfg))
+    return _metadata(cfg.issuer, explicit_endpoints(cfg))
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -115,4 +129,4 @@ def parse_document(doc: dict[str, Any], cfg: ProviderConfig) -> ProviderMetadata
             endpoints[name] = value
     endpoints.update(explicit_endpoints(cfg))
     promised = doc.get("authorization_response_iss_parameter_supported") is True
-    return ProviderMetadata(issuer=cfg.issuer, iss_parameter_supported=promised, **endpoints)
+    return _metadata(cfg.issuer, endpoints, iss_supported=promised)

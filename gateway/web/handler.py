@@ -7,6 +7,7 @@ copy, and identity headers are only ever set from a verified principal.
 
 from __future__ import annotations
 
+import asyncio
 from functools import lru_cache
 
 from aiohttp import web
@@ -25,7 +26,8 @@ from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import forward_http, forward_websocket
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
-from gateway.web.state import REFRESHER, RUNTIME
+from gateway.web.session_sockets import session_websocket
+from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
 
 _NO_CREDENTIAL = Credential(None, "")
 
@@ -57,6 +59,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         authorise(route, principal, request.method, state)
     upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    session_ended: asyncio.Task[None] | None = None
+    if websocket and principal is not None and principal.source == "session":
+        session_ended = await session_websocket(
+            request, rt, request.app[SESSION_SOCKETS]
+        )  # Origin, then 1008
     headers = request_headers_for_upstream(
         request.headers,
         gateway_cookies=rt.cookies.names,
@@ -74,7 +81,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         target += "?" + credential.query
     url = URL(target, encoded=True)
     if websocket:
-        return await forward_websocket(request, rt.http, url, headers, stats=state.stats)
+        try:
+            return await forward_websocket(
+                request, rt.http, url, headers, stats=state.stats, closed_when=session_ended
+            )
+        finally:
+            if session_ended is not None:
+                session_ended.cancel()
     return await forward_http(
         request,
         rt.http,

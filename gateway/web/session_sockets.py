@@ -12,8 +12,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from gateway.errors import SessionStoreUnavailable
+from aiohttp import web
+from yarl import URL
+
+from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
 from gateway.sessions import SessionStore
+from gateway.web.runtime import Runtime
+from gateway.web.session_auth import session_id_from
 
 log = logging.getLogger("tokengate.sessions")
 
@@ -69,3 +74,34 @@ class SessionSockets:
                 events.discard(event)
                 if not events:
                     del self._ended[session_id]
+
+
+def same_origin(origin: str | None, public_url: str | None) -> bool:
+    """RFC 6454 origin equality of the upgrade's Origin and public_url (scheme, host, port)."""
+    if not origin or not public_url or origin == "null":
+        return False
+    try:
+        given, own = URL(origin), URL(public_url)
+    except ValueError:
+        return False
+    if not given.is_absolute() or given.path not in ("", "/") or given.query_string or given.user:
+        return False
+    return (given.scheme.lower(), (given.host or "").lower(), given.port) == (
+        own.scheme.lower(),
+        (own.host or "").lower(),
+        own.port,
+    )
+
+
+async def session_websocket(request: web.Request, rt: Runtime, sockets: SessionSockets) -> asyncio.Task[None]:
+    """A WebSocket upgrade authenticated by the session cookie: 403 unless its Origin is the gateway's
+    own (cross-site WebSocket hijacking: browsers send cookies on cross-site upgrades and WebSockets
+    have no CORS); then the task that finishes when the session ends, for the relay's ``closed_when``.
+    The caller cancels the task if the relay never starts."""
+    if not same_origin(request.headers.get("Origin"), rt.cfg.server.public_url):
+        raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not public_url")
+    store, session_id = rt.store, session_id_from(request, rt)
+    session = await store.get(session_id) if store is not None and session_id else None
+    if store is None or session_id is None or session is None:
+        raise LoginRequired(detail="session ended before the WebSocket opened")
+    return asyncio.ensure_future(sockets.ended(store, session_id, session.expires_at, rt.clock))
