@@ -34,7 +34,7 @@ async def _inject(setup: LoginSetup, attacker: aiohttp.ClientSession, code: str)
 
 
 async def test_redeemed_code_cannot_be_replayed(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
-    """Code replay: a code already redeemed by the victim, injected into the attacker's login, gives no session."""
+    """Code replay: a code the victim already redeemed, fed to the attacker's own login, gives no session."""
     auth_url = await setup.start_login(browser)
     callback = await setup.idp.follow_interactions(browser, auth_url)
     async with browser.get(callback, allow_redirects=False) as resp:

@@ -61,7 +61,7 @@ async def test_reused_state_is_refused(setup: LoginSetup, browser: aiohttp.Clien
 async def test_state_from_another_browser_is_refused(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """Login CSRF: the attacker's own callback (signed in as bob) delivered to the victim's browser is refused."""
+    """Login CSRF: the attacker's callback (signed in as bob) opened in the victim's browser is refused."""
     await setup.start_login(browser)  # the victim has a pending login of its own
     async with setup.browser() as attacker:
         attacker_auth = await setup.start_login(attacker)
@@ -86,7 +86,7 @@ async def test_missing_login_cookie_is_refused(setup: LoginSetup, browser: aioht
 async def test_stranger_first_cannot_spoil_the_login(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """State burning: a stranger who opens the callback URL first, without the cookie, cannot spend the state."""
+    """State burning: a stranger opening the callback URL first, without the cookie, cannot spend it."""
     auth_url = await setup.start_login(browser)
     callback = await setup.idp.follow_interactions(browser, auth_url)
     async with setup.browser() as stranger:
@@ -100,7 +100,7 @@ async def test_stranger_first_cannot_spoil_the_login(
 async def test_forged_login_cookie_cannot_spoil_the_login(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """State burning: a stranger with a login cookie of the right name but a guessed value cannot spend the state."""
+    """State burning: a login cookie of the right name but a guessed value cannot spend the state."""
     auth_url = await setup.start_login(browser)
     callback = await setup.idp.follow_interactions(browser, auth_url)
     [name] = setup.login_cookies(browser)
@@ -115,7 +115,7 @@ async def test_forged_login_cookie_cannot_spoil_the_login(
 async def test_stranger_error_answer_cannot_spoil_the_login(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """State burning through the error branch: error=access_denied with the user's state, without the cookie."""
+    """State burning via error=: a stranger's error=access_denied with the user's state spends nothing."""
     auth_url = await setup.start_login(browser)
     state = _state(auth_url)
     async with setup.browser() as stranger:

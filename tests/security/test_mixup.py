@@ -84,7 +84,7 @@ async def test_right_iss_signs_in(setup: LoginSetup, browser: aiohttp.ClientSess
 async def test_missing_iss_accepted_when_not_promised(
     login_setup: LoginFactory, redis_url: str, upstream: Upstream, browser: aiohttp.ClientSession
 ) -> None:
-    """RFC 9207 §2.4: without the metadata promise (explicit endpoints, no discovery) a missing iss is allowed."""
+    """RFC 9207 §2.4: with no metadata promise (explicit endpoints, no discovery) iss may be absent."""
 
     def endpoints(idp: IdP) -> dict[str, object]:
         return {

@@ -54,7 +54,7 @@ async def test_two_hundred_logins_leave_five(
 async def test_sixth_login_expires_the_oldest(
     setup: LoginSetup, browser: aiohttp.ClientSession, redis_server: RedisServer
 ) -> None:
-    """Pending-login flood: the sixth attempt's 302 expires the first attempt's cookie; its state no longer signs in."""
+    """Pending-login flood: the sixth attempt's 302 expires the first one's cookie and its state."""
     first = await _start(setup, browser, "/first")
     oldest_cookie = next(iter(setup.login_cookies(browser)))
     for i in range(1, LIMIT):
@@ -79,7 +79,7 @@ async def test_sixth_login_expires_the_oldest(
 async def test_forged_cookies_cannot_expire_another_browsers_login(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """Pending-login eviction abuse: cookies forged around the victim's state cannot delete the victim's login."""
+    """Eviction abuse: login cookies forged around the victim's state cannot delete the victim's login."""
     auth_url = await setup.start_login(browser)
     state = parse_qs(urlsplit(auth_url).query)["state"][0]
     [name] = setup.login_cookies(browser)

@@ -90,7 +90,7 @@ async def _close_tab_mid_refresh(
 async def test_closed_tab_does_not_lose_the_rotated_token(
     relayed: tuple[LoginSetup, TcpRelay], browser: aiohttp.ClientSession
 ) -> None:
-    """Closed tab mid-refresh: the rotated token is stored, the other tab gets its answer, no new login needed."""
+    """Closed tab mid-refresh: rotated token stored, the other tab answered, no new login needed."""
     setup, relay = relayed
     await setup.login(browser, "/")
     session_id = setup.session_cookie(browser)
@@ -118,7 +118,7 @@ async def test_closed_tab_does_not_lose_the_rotated_token(
 async def test_shutdown_waits_for_a_refresh_in_flight(
     relayed: tuple[LoginSetup, TcpRelay], browser: aiohttp.ClientSession, redis_url: str
 ) -> None:
-    """Closed tab, then shutdown mid-refresh: the gateway waits for the refresh and stores its result before it stops."""
+    """Closed tab, then shutdown mid-refresh: the gateway stores the refresh's result before it stops."""
     setup, relay = relayed
     await setup.login(browser, "/")
     session_id = setup.session_cookie(browser)

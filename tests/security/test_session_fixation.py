@@ -42,7 +42,7 @@ async def test_planted_cookie_is_not_adopted(setup: LoginSetup, browser: aiohttp
 
 
 async def test_attackers_real_session_is_replaced(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
-    """Session fixation: the attacker's own live session id planted in the victim's browser is replaced and ended."""
+    """Session fixation: the attacker's live session id planted in the victim's browser is replaced."""
     async with setup.browser() as attacker:
         await setup.login(attacker, "/", login="bob")
         attackers = setup.session_cookie(attacker)

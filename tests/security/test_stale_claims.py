@@ -46,7 +46,7 @@ async def _stored_groups(setup: LoginSetup, browser: aiohttp.ClientSession) -> o
 async def test_removed_groups_claim_is_gone_after_refresh(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """Stale claims: a user taken out of every group (claim gone at the provider) keeps no admin access after a refresh."""
+    """Stale claims: a user taken out of every group (claim gone) loses admin access at the next refresh."""
     await setup.login(browser, "/")
     assert await _status(setup, browser, "/admin/x") == 200
     assert await _stored_groups(setup, browser) == ["admins", "staff"]
@@ -72,7 +72,7 @@ async def test_shrunk_group_list_is_replaced_after_refresh(
 async def test_claims_dropped_at_provider_are_not_kept(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """Stale claims: any claim the provider stops sending (here realm_access) leaves the session at refresh."""
+    """Stale claims: a claim the provider stops sending (realm_access) leaves the session at refresh."""
     await setup.login(browser, "/")
     session_id = setup.session_cookie(browser)
     assert session_id is not None

@@ -65,7 +65,7 @@ async def _closed_for_policy(ws: aiohttp.ClientWebSocketResponse) -> None:
 async def test_foreign_origin_is_refused(
     setup: LoginSetup, browser: aiohttp.ClientSession, upstream: Upstream, origin: str
 ) -> None:
-    """Cross-site WebSocket hijacking: a foreign page's upgrade with the victim's cookie gets 403, no upstream."""
+    """Cross-site WebSocket hijacking: a foreign page's upgrade with the cookie gets 403, no upstream."""
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await browser.ws_connect(setup.url + "/ws", origin=origin)
     assert refused.value.status == 403
@@ -105,7 +105,7 @@ async def test_logout_closes_the_socket(setup: LoginSetup, browser: aiohttp.Clie
 async def test_session_deleted_in_the_store_closes_the_socket(
     setup: LoginSetup, browser: aiohttp.ClientSession
 ) -> None:
-    """WebSocket outliving its session: a session ended elsewhere (another replica) closes the socket with 1008."""
+    """WebSocket outliving its session: a session ended on another replica closes the socket (1008)."""
     ws = await _open(setup, browser)
     session_id = setup.session_cookie(browser)
     assert session_id is not None

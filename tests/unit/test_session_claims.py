@@ -17,7 +17,7 @@ class StandInProvider:
 
     metadata = None  # no userinfo endpoint: the ID token is the only source
 
-    def __init__(self, claims: dict[str, Any] | None | Exception) -> None:
+    def __init__(self, claims: dict[str, Any] | Exception | None) -> None:
         self.claims = claims
 
     async def validate_id_token(
