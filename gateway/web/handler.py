@@ -59,11 +59,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
         authorise(route, principal, request.method, state)
     upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-    session_ended: asyncio.Task[None] | None = None
-    if websocket and principal is not None and principal.source == "session":
-        session_ended = await session_websocket(
-            request, rt, request.app[SESSION_SOCKETS]
-        )  # Origin, then 1008
     headers = request_headers_for_upstream(
         request.headers,
         gateway_cookies=rt.cookies.names,
@@ -81,6 +76,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         target += "?" + credential.query
     url = URL(target, encoded=True)
     if websocket:
+        session_ended: asyncio.Task[None] | None = None
+        if principal is not None and principal.source == "session":
+            # DESIGN §7: a foreign Origin gets 403 here; the socket is closed (1008) when the session ends.
+            session_ended = await session_websocket(request, rt, request.app[SESSION_SOCKETS])
         try:
             return await forward_websocket(
                 request, rt.http, url, headers, stats=state.stats, closed_when=session_ended
