@@ -16,7 +16,8 @@ from gateway.web.handler import handle
 from gateway.web.middleware import error_middleware
 from gateway.web.runtime import Runtime, build_runtime
 from gateway.web.session_auth import SessionRefresher
-from gateway.web.state import REFRESHER, RUNTIME, RuntimeHolder
+from gateway.web.session_sockets import DEFAULT_CHECK_INTERVAL, SessionSockets
+from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS, RuntimeHolder
 
 log = logging.getLogger("tokengate")
 
@@ -36,12 +37,19 @@ def new_http_client() -> aiohttp.ClientSession:
     )
 
 
-def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) -> web.Application:
-    """The public application; its runtime is built and started on startup, closed on cleanup."""
+def create_app(
+    cfg: GatewayConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    session_check_interval: float = DEFAULT_CHECK_INTERVAL,
+) -> web.Application:
+    """The public application; its runtime is built and started on startup, closed on cleanup.
+    ``session_check_interval``: seconds between checks that an open session WebSocket's session lives."""
     app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 16384})
     holder = RuntimeHolder()
     app[RUNTIME] = holder
     app[REFRESHER] = SessionRefresher()
+    app[SESSION_SOCKETS] = SessionSockets(session_check_interval)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         http = new_http_client()
@@ -55,6 +63,7 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
         holder.runtime = runtime
         yield
         holder.ready = False
+        await app[REFRESHER].close()  # refreshes in flight finish and store their rotated tokens first
         await holder.current.close()
         await http.close()
 

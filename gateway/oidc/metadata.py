@@ -6,7 +6,7 @@ The document's ``issuer`` must equal the configured issuer exactly (Discovery §
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,6 +42,9 @@ class ProviderMetadata:
     userinfo: str | None = None
     revocation: str | None = None
     end_session: str | None = None
+    # RFC 9207 §3: the provider promises `iss` in every authorization response; a response without it
+    # is then refused like one with a wrong `iss` (§2.4, mix-up defence).
+    iss_parameter_supported: bool = False
 
     def endpoint(self, name: str) -> str | None:
         if name not in _DOCUMENT_MEMBERS:
@@ -55,12 +58,7 @@ class ProviderMetadata:
 
 
 def explicit_endpoints(cfg: ProviderConfig) -> dict[str, str]:
-    return {
-        f.name: value
-        for f in fields(ProviderMetadata)
-        if f.name != "issuer"
-        if (value := getattr(cfg.endpoints, f.name)) is not None
-    }
+    return {name: value for name in ENDPOINT_NAMES if (value := getattr(cfg.endpoints, name)) is not None}
 
 
 def discovery_needed(cfg: ProviderConfig, needs: frozenset[str]) -> bool:
@@ -74,8 +72,22 @@ def discovery_needed(cfg: ProviderConfig, needs: frozenset[str]) -> bool:
     return not needs.issubset(explicit_endpoints(cfg))
 
 
+def _metadata(issuer: str, endpoints: dict[str, str], *, iss_supported: bool = False) -> ProviderMetadata:
+    return ProviderMetadata(
+        issuer=issuer,
+        authorization=endpoints.get("authorization"),
+        token=endpoints.get("token"),
+        jwks=endpoints.get("jwks"),
+        introspection=endpoints.get("introspection"),
+        userinfo=endpoints.get("userinfo"),
+        revocation=endpoints.get("revocation"),
+        end_session=endpoints.get("end_session"),
+        iss_parameter_supported=iss_supported,
+    )
+
+
 def from_config(cfg: ProviderConfig) -> ProviderMetadata:
-    return ProviderMetadata(issuer=cfg.issuer, **explicit_endpoints(cfg))
+    return _metadata(cfg.issuer, explicit_endpoints(cfg))
 
 
 def discovery_urls(issuer: str) -> list[str]:
@@ -116,4 +128,5 @@ def parse_document(doc: dict[str, Any], cfg: ProviderConfig) -> ProviderMetadata
         if isinstance(value, str) and value.startswith(("https://", "http://")):
             endpoints[name] = value
     endpoints.update(explicit_endpoints(cfg))
-    return ProviderMetadata(issuer=cfg.issuer, **endpoints)
+    promised = doc.get("authorization_response_iss_parameter_supported") is True
+    return _metadata(cfg.issuer, endpoints, iss_supported=promised)

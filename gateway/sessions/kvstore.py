@@ -29,6 +29,10 @@ _MAX_STATE_LENGTH = 512  # a `state` longer than this never came from us; don't 
 _CREATE_ATTEMPTS = 3  # 256-bit ids do not collide; the loop only makes "never reuses an id" literal
 
 
+def _plausible_state(state: str) -> bool:
+    return isinstance(state, str) and bool(state) and len(state) <= _MAX_STATE_LENGTH
+
+
 def ttl_ms(seconds: float) -> int:
     """Seconds -> whole milliseconds for PX, rounded up so a positive TTL never becomes 0."""
     return max(1, math.ceil(seconds * 1000))
@@ -175,12 +179,23 @@ class KeyValueSessionStore(ABC):
         async with self._guard("save_login"):
             await self._set(key, blob, ttl_ms(ttl))
 
+    async def peek_login(self, state: str) -> LoginState | None:
+        if not _plausible_state(state):
+            return None
+        key = self._keys.login(state)
+        async with self._guard("peek_login"):
+            blob = await self._get(key)
+        return self._open_login(key, state, blob)
+
     async def take_login(self, state: str) -> LoginState | None:
-        if not isinstance(state, str) or not state or len(state) > _MAX_STATE_LENGTH:
+        if not _plausible_state(state):
             return None
         key = self._keys.login(state)
         async with self._guard("take_login"):
             blob = await self._get_del(key)  # single use (RFC 6749 §10.12, DESIGN §6)
+        return self._open_login(key, state, blob)
+
+    def _open_login(self, key: str, state: str, blob: bytes | None) -> LoginState | None:
         if blob is None:
             return None
         try:
@@ -193,6 +208,12 @@ class KeyValueSessionStore(ABC):
             found.state.encode("utf-8", "surrogatepass"), state.encode("utf-8", "surrogatepass")
         )
         return found if same else None
+
+    async def exists(self, session_id: str) -> bool:
+        if not is_session_id(session_id):
+            return False
+        async with self._guard("exists"):
+            return await self._exists(self._keys.session(session_id))
 
     # -- refresh lock ---------------------------------------------------------------------------------
 

@@ -55,8 +55,17 @@ class SessionStore(Protocol):
         """Keep a pending login for ``ttl`` seconds, keyed by its (hashed) ``state``."""
         ...
 
+    async def peek_login(self, state: str) -> LoginState | None:
+        """Read a pending login without spending it, so the callback can check the browser binding
+        before anything is consumed (DESIGN §7)."""
+        ...
+
     async def take_login(self, state: str) -> LoginState | None:
         """Read and delete atomically: a state can be redeemed once, by exactly one caller."""
+        ...
+
+    async def exists(self, session_id: str) -> bool:
+        """Whether the session is live, without sliding its idle TTL (open WebSockets poll this)."""
         ...
 
     async def acquire_refresh_lock(self, session_id: str, ttl: float) -> str | None:

@@ -7,6 +7,7 @@ copy, and identity headers are only ever set from a verified principal.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -27,7 +28,8 @@ from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import forward_http, forward_websocket
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
-from gateway.web.state import REFRESHER, RUNTIME
+from gateway.web.session_sockets import session_websocket
+from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
 
 _NO_CREDENTIAL = Credential(None, "")
 
@@ -119,7 +121,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
         target += "?" + credential.query
     url = URL(target, encoded=True)
     if websocket:
-        return await forward_websocket(request, rt.http, url, headers, stats=state.stats)
+        session_ended: asyncio.Task[None] | None = None
+        if principal is not None and principal.source == "session":
+            # DESIGN §7: a foreign Origin gets 403 here; the socket is closed (1008) when the session ends.
+            session_ended = await session_websocket(request, rt, request.app[SESSION_SOCKETS])
+        try:
+            return await forward_websocket(
+                request, rt.http, url, headers, stats=state.stats, closed_when=session_ended
+            )
+        finally:
+            if session_ended is not None:
+                session_ended.cancel()
     return await forward_http(
         request,
         rt.http,

@@ -1,14 +1,13 @@
 """The gateway's own endpoints under /oauth2/ (DESIGN §3): login, callback, logout, session.
 
 The authorization code grant with PKCE (RFC 7636) and OIDC nonce; login state lives in the store for ten
-minutes, single use, bound to the browser by a cookie named per attempt so parallel tabs both work.
+minutes, single use, bound to the browser by a cookie named per attempt so parallel tabs both work
+(gateway/web/login_state.py owns those attempts).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import logging
 import re
 import secrets
@@ -30,13 +29,14 @@ from gateway.oidc import ProviderClient, new_login_secrets
 from gateway.redirects import absolute_redirect
 from gateway.routing import safe_redirect_path, split_host
 from gateway.sessions import LoginState, SessionStore
+from gateway.web import login_state
 from gateway.web.responses import html_page, json_error
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
+from gateway.web.state import SESSION_SOCKETS
 
 log = logging.getLogger("tokengate.login")
 
-LOGIN_TTL = 600.0
 _NO_STORE = {"Cache-Control": "no-store"}
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -70,14 +70,6 @@ def _store(rt: Runtime) -> SessionStore:
     return rt.store
 
 
-def _binding_cookie(rt: Runtime, state: str) -> str:
-    return rt.cookies.login_prefix + hashlib.sha256(state.encode()).hexdigest()[:16]
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
 def _provider_for(rt: Runtime, name: str | None) -> ProviderClient:
     provider = rt.providers.get(name) if name else rt.session_provider
     if provider is None:
@@ -94,8 +86,9 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     rd = _redirect_target(rt, request.query.get("rd"))
     provider = _provider_for(rt, _route_provider(rt, rd))
     state, verifier, nonce = new_login_secrets()
-    binding = secrets.token_urlsafe(32)
+    secret = secrets.token_urlsafe(32)
     use_nonce = "openid" in provider.cfg.scopes
+    now = rt.clock()
     await store.save_login(
         LoginState(
             state=state,
@@ -103,19 +96,20 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
             nonce=nonce if use_nonce else "",
             rd=rd,
             provider=provider.name,
-            created_at=rt.clock(),
-            cookie_binding=_digest(binding),
+            created_at=now,
+            cookie_binding=login_state.digest(secret),
         ),
-        LOGIN_TTL,
+        login_state.LOGIN_TTL,
     )
     location = provider.authorization_url(
         redirect_uri=rt.redirect_uri, state=state, code_verifier=verifier, nonce=nonce if use_nonce else None
     )
     response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
+    await login_state.make_room(request, rt, store, response)  # at most 5 pending per browser (DESIGN §7)
     response.set_cookie(
-        _binding_cookie(rt, state),
-        binding,
-        max_age=int(LOGIN_TTL),
+        login_state.cookie_name(rt, state),
+        login_state.cookie_value(int(now * 1000), state, secret),
+        max_age=int(login_state.LOGIN_TTL),
         path="/",
         secure=rt.cookies.secure,
         httponly=True,
@@ -155,27 +149,38 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
     query = request.query
     state = query.get("state", "")
     error = query.get("error")
+    binding = login_state.binding_for(request, rt, state) if state else None
     if error is not None:
-        pending = await store.take_login(state) if state else None
+        # Only the browser that started this attempt may end it; a stranger's error= spends nothing.
+        pending = await login_state.take_bound(store, state, binding) if state else None
         code = error if _ERROR_CODE.match(error) else "invalid_error_code"
         metrics.LOGINS.labels(pending.provider if pending else "-", "provider_error").inc()
         raise LoginFailed(f"The identity provider refused the sign-in: {code}.", detail=code)
     code_param = query.get("code")
     if not state or not code_param:
         raise LoginFailed("The sign-in answer lacks its code or state.")
-    pending = await store.take_login(state)
-    if pending is None:
+    # DESIGN §7: the binding is checked before login:<state> is spent, so a stranger who opens the
+    # callback URL first (without the login cookie) cannot spoil the real user's login.
+    found = await store.peek_login(state)
+    if found is None:
         metrics.LOGINS.labels("-", "unknown_state").inc()
+        raise LoginFailed("This sign-in link has expired or was already used.")
+    if not login_state.matches(binding, found):
+        metrics.LOGINS.labels(found.provider, "state_mismatch").inc()
+        raise LoginFailed("The sign-in was started in another browser or tab that is gone.")
+    pending = await login_state.take_bound(store, state, binding)
+    if pending is None:  # redeemed by a parallel request of the same browser meanwhile
+        metrics.LOGINS.labels(found.provider, "unknown_state").inc()
         raise LoginFailed("This sign-in link has expired or was already used.")
     provider = rt.providers.get(pending.provider)
     if provider is None or provider.metadata is None:
         raise ProviderUnavailable(detail="provider of a pending login is gone")
-    binding = request.cookies.get(_binding_cookie(rt, state), "")
-    if not binding or not hmac.compare_digest(_digest(binding), pending.cookie_binding):
-        metrics.LOGINS.labels(provider.name, "state_mismatch").inc()
-        raise LoginFailed("The sign-in was started in another browser or tab that is gone.")
     iss = query.get("iss")
-    if iss is not None and iss != provider.metadata.issuer:  # RFC 9207 §2.4: mix-up defence
+    # RFC 9207 §2.4 (mix-up defence): a wrong iss is refused; so is a missing one when the metadata
+    # promises iss in every response (§3, authorization_response_iss_parameter_supported).
+    if (iss is None and provider.metadata.iss_parameter_supported) or (
+        iss is not None and iss != provider.metadata.issuer
+    ):
         metrics.LOGINS.labels(provider.name, "issuer_mismatch").inc()
         raise LoginFailed("The sign-in answer came from an unexpected issuer.")
     try:
@@ -186,6 +191,7 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
     old = session_id_from(request, rt)
     if old is not None:
         await store.delete(old)  # never carry a pre-login session over (session fixation)
+        request.app[SESSION_SOCKETS].session_ended(old)
     session_id = await store.create(session)
     metrics.LOGINS.labels(provider.name, "success").inc()
     response = web.Response(status=302, headers={"Location": pending.rd, **_NO_STORE})
@@ -199,9 +205,7 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
         httponly=True,
         samesite="Lax",
     )
-    response.del_cookie(
-        _binding_cookie(rt, state), path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax"
-    )
+    login_state.expire_cookie(response, rt, login_state.cookie_name(rt, state))
     return response
 
 
@@ -277,6 +281,8 @@ async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
         raise AccessDenied("cross-site logout is refused", detail="logout origin check failed")
     session_id = session_id_from(request, rt)
     session = await store.delete(session_id) if session_id else None
+    if session_id:
+        request.app[SESSION_SOCKETS].session_ended(session_id)  # its WebSockets close now (1008)
     location = "/"
     if session is not None:
         provider = rt.providers.get(session.provider)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import aiohttp
@@ -141,8 +141,10 @@ async def forward_websocket(
     headers: CIMultiDict[str],
     *,
     stats: ProxyStats,
+    closed_when: Awaitable[object] | None = None,
 ) -> web.WebSocketResponse:
-    """Open the upstream WebSocket first (so a refusal becomes 502), then relay frames both ways."""
+    """Open the upstream WebSocket first (so a refusal becomes 502), then relay frames both ways.
+    When ``closed_when`` completes first (its session ended), both sides are closed: 1008 to the client."""
     protocols = tuple(
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     )
@@ -175,7 +177,7 @@ async def forward_websocket(
     )
     try:
         await client.prepare(request)
-        await _relay_frames(client, upstream, stats)
+        await _relay_frames(client, upstream, stats, closed_when)
     finally:
         await upstream.close()
     return client
@@ -214,18 +216,28 @@ def _close_code(code: int | None, *, upstream_failed: bool) -> int:
 
 
 async def _relay_frames(
-    client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse, stats: ProxyStats
+    client: web.WebSocketResponse,
+    upstream: aiohttp.ClientWebSocketResponse,
+    stats: ProxyStats,
+    closed_when: Awaitable[object] | None = None,
 ) -> None:
     to_upstream = asyncio.ensure_future(_pump(client, upstream, stats, inbound=True))
     to_client = asyncio.ensure_future(_pump(upstream, client, stats, inbound=False))
+    ended = asyncio.ensure_future(closed_when) if closed_when is not None else None
+    tasks = {to_upstream, to_client} if ended is None else {to_upstream, to_client, ended}
     try:
-        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (to_upstream, to_client):
+        for task in tasks:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+    if ended is not None and ended in done and not done & {to_upstream, to_client}:
+        # The session ended (logout, deleted elsewhere, timeout): RFC 6455 §7.4.1 1008 policy violation.
+        await client.close(code=1008, message=b"session ended")
+        await upstream.close(code=1001)
+        return
     # Whoever closed first: its close code goes to the other side (RFC 6455 §7.1.5), then both end.
     if to_upstream in done:
         code = _close_code(client.close_code, upstream_failed=False)

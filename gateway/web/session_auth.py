@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -55,10 +56,16 @@ def merge_tokens(old: TokenSet, new: TokenSet) -> TokenSet:
 
 
 class SessionRefresher:
-    """Coalesces refreshes: in-process by a future per session, across processes by the Redis lock."""
+    """Coalesces refreshes: in-process by one task per session, across processes by the Redis lock.
+
+    The refresh runs as its own task, never inside a request's task: a client that disconnects
+    cancels only its own wait (asyncio.shield), so a rotated refresh token is always stored (DESIGN §7
+    "A refresh is never cancelled"). The task dict holds the strong references; ``close()`` awaits
+    what is still running at shutdown.
+    """
 
     def __init__(self) -> None:
-        self._inflight: dict[str, asyncio.Future[Session]] = {}
+        self._inflight: dict[str, asyncio.Task[Session]] = {}
 
     async def fresh(
         self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str, session: Session
@@ -66,22 +73,31 @@ class SessionRefresher:
         margin = rt.cfg.sessions.refresh_before.total_seconds()
         if not needs_refresh(session, rt.clock(), margin):
             return session
-        pending = self._inflight.get(session_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
-        self._inflight[session_id] = future
-        try:
-            result = await self._refresh_locked(rt, store, provider, session_id, margin)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
+        task = self._inflight.get(session_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._refresh_locked(rt, store, provider, session_id, margin), name="tokengate-refresh"
+            )
+            self._inflight[session_id] = task
+            task.add_done_callback(lambda done: self._finished(session_id, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, session_id: str, task: asyncio.Task[Session]) -> None:
+        if self._inflight.get(session_id) is task:
             del self._inflight[session_id]
+        # Every waiter may have gone: mark the outcome retrieved so asyncio does not report it.
+        if not task.cancelled():
+            task.exception()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def close(self) -> None:
+        """Shutdown: let running refreshes finish and store their result (their tokens are spent)."""
+        tasks = list(self._inflight.values())
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _refresh_locked(
         self, rt: Runtime, store: SessionStore, provider: ProviderClient, session_id: str, margin: float
@@ -129,8 +145,14 @@ class SessionRefresher:
             return current  # still valid for a moment: serve it, refresh next time
         metrics.TOKEN_REFRESHES.labels(provider.name, "success").inc()
         updated = dataclasses.replace(current, tokens=merge_tokens(current.tokens, tokens))
-        if tokens.id_token:
+        try:
             updated = await _with_fresh_claims(provider, updated, tokens.id_token)
+        except _ForeignIdToken as exc:
+            # Not this session's user any more (or a forged answer): end it rather than keep old claims.
+            await store.delete(session_id)
+            if updated.tokens.refresh_token:
+                await provider.revoke(updated.tokens.refresh_token, "refresh_token")
+            raise LoginRequired(detail=str(exc)) from exc
         await store.update(session_id, updated)
         return updated
 
@@ -157,28 +179,54 @@ TOKEN_CLAIMS = frozenset(
 )
 
 
-async def _with_fresh_claims(provider: ProviderClient, session: Session, id_token: str) -> Session:
-    """A refresh that returns an ID token refreshes the claims the policy reads (OIDC Core §12.2: same
-    iss, sub and aud), so a user removed from a group loses access at the next refresh, not at logout."""
-    try:
-        claims = await provider.validate_id_token(
-            id_token, nonce=None, access_token=session.tokens.access_token
-        )
-    except GatewayError as exc:
-        log.warning("refreshed ID token rejected, keeping the session's claims: %s", exc.detail or exc.code)
+class _ForeignIdToken(Exception):
+    """The refreshed ID token is invalid or names another subject."""
+
+
+async def _with_fresh_claims(provider: ProviderClient, session: Session, id_token: str | None) -> Session:
+    """What the provider says now replaces the session's claims, with nothing merged from the old ones
+    (DESIGN §7 "Claims follow the provider"): a claim it stopped sending is one the user no longer has,
+    so a group removed at the provider stops passing ``require.claims`` at this refresh. The sources
+    are those of the login: the refreshed ID token (OIDC Core §12.2: same iss, sub, aud) and userinfo.
+    When neither answers (a provider that sends no ID token on refresh and has no userinfo, or a
+    transient failure), the claims stay as they are until the next refresh."""
+    claims: dict[str, Any] | None = None
+    if id_token:
+        try:
+            claims = dict(
+                await provider.validate_id_token(
+                    id_token, nonce=None, access_token=session.tokens.access_token
+                )
+            )
+        except ProviderUnavailable as exc:
+            log.warning("refreshed ID token not checkable now, claims unchanged: %s", exc.detail or exc.code)
+        except GatewayError as exc:
+            raise _ForeignIdToken(f"refreshed ID token rejected: {exc.detail or exc.code}") from exc
+        if claims is not None and str(claims.get("sub")) != session.subject:
+            raise _ForeignIdToken("refreshed ID token names another subject")
+    extra = await _userinfo(provider, session.tokens.access_token)
+    if extra is not None and str(extra.get("sub")) == session.subject:
+        claims = {**extra, **claims} if claims is not None else extra
+    if claims is None:
         return session
-    if str(claims.get("sub")) != session.subject:
-        log.warning("refreshed ID token names another subject; keeping the session's claims")
-        return session
-    kept = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
-    merged = {**session.claims, **kept}
-    email, name = merged.get("email"), merged.get("name")
+    fresh = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
     return dataclasses.replace(
-        session,
-        claims=merged,
-        email=email if isinstance(email, str) and email else session.email,
-        name=name if isinstance(name, str) and name else session.name,
+        session, claims=fresh, email=_text(fresh.get("email")), name=_text(fresh.get("name"))
     )
+
+
+async def _userinfo(provider: ProviderClient, access_token: str) -> dict[str, Any] | None:
+    if provider.metadata is None or not provider.metadata.userinfo:
+        return None
+    try:
+        return await provider.userinfo(access_token)
+    except GatewayError as exc:  # JWT access tokens are refused by some /userinfo endpoints
+        log.info("userinfo unavailable at refresh: %s", exc.detail or exc.code)
+        return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _expired(session: Session, now: float) -> bool:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import SessionRefresher
+from gateway.web.session_sockets import SessionSockets
 
 
 @dataclass(slots=True)
@@ -26,3 +27,4 @@ class RuntimeHolder:
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 REFRESHER = web.AppKey("refresher", SessionRefresher)
+SESSION_SOCKETS = web.AppKey("session_sockets", SessionSockets)

@@ -29,6 +29,8 @@
 // grants authorization_code + refresh_token; introspector/introspector-secret (no grants, introspection).
 // Extra endpoints: GET /__counters (requests per path, JSON; /interaction/<uid> and /auth/<uid> are
 // counted as /interaction/:uid and /auth/:uid), POST /__counters/reset (204).
+// PUT /__accounts/<login> with a JSON object replaces that account's extra claims (IDP_ACCOUNT_CLAIMS
+// entry) from then on: tests change a user's groups between login and refresh. Test-only, loopback only.
 // Prints exactly one line "IDP READY <issuer>" on stdout when listening; everything else goes to stderr.
 // SIGTERM / SIGINT close the server and exit 0.
 //
@@ -294,6 +296,26 @@ provider.use(async (ctx, next) => {
   }
   if (ctx.path === '/__counters/reset' && ctx.method === 'POST') {
     for (const key of Object.keys(counters)) delete counters[key];
+    ctx.status = 204;
+    return undefined;
+  }
+  if (ctx.path.startsWith('/__accounts/') && ctx.method === 'PUT') {
+    const login = decodeURIComponent(ctx.path.slice('/__accounts/'.length));
+    const chunks = [];
+    for await (const chunk of ctx.req) chunks.push(chunk);
+    let claims;
+    try {
+      claims = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      claims = undefined;
+    }
+    if (!login || claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+      ctx.status = 400;
+      ctx.type = 'json';
+      ctx.body = { error: 'invalid_request', error_description: 'PUT a JSON object to /__accounts/<login>' };
+      return undefined;
+    }
+    accountClaims[login] = claims;
     ctx.status = 204;
     return undefined;
   }

@@ -1,5 +1,6 @@
 """A loopback TCP relay that can be switched to refuse connections: a dependency that is down without
-losing its state (the test provider keeps its grants in memory, so it cannot simply be restarted)."""
+losing its state (the test provider keeps its grants in memory, so it cannot simply be restarted), or a
+slow one: ``hold_answers()`` lets requests through but keeps the answers until ``release_answers()``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,17 @@ class TcpRelay:
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._answers_open = asyncio.Event()
+        self._answers_open.set()
+        self.answer_held = asyncio.Event()  # set when an answer arrived and is being held back
+
+    def hold_answers(self) -> None:
+        """From now on, bytes coming back from the target wait (the target has done its work)."""
+        self.answer_held.clear()
+        self._answers_open.clear()
+
+    def release_answers(self) -> None:
+        self._answers_open.set()
 
     @property
     def origin(self) -> str:
@@ -52,16 +64,20 @@ class TcpRelay:
             return
         self._writers.update({writer, up_writer})
         try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer, answers=True))
         finally:
             self._writers.difference_update({writer, up_writer})
             for w in (writer, up_writer):
                 w.transport.abort()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, answers: bool = False
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if answers and not self._answers_open.is_set():
+                    self.answer_held.set()
+                    await self._answers_open.wait()
                 writer.write(data)
                 await writer.drain()
         with contextlib.suppress(OSError):

@@ -1,0 +1,107 @@
+"""Open WebSockets of browser sessions: each one ends (close code 1008) when its session ends (DESIGN §7).
+
+Logout in this process signals its sockets at once; a session ended anywhere else (another replica,
+back-channel logout, the idle timeout) is noticed by a store check every ``check_interval`` seconds,
+and the absolute timeout by the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from yarl import URL
+
+from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
+from gateway.sessions import SessionStore
+from gateway.web.runtime import Runtime
+from gateway.web.session_auth import session_id_from
+
+log = logging.getLogger("tokengate.sessions")
+
+#: Seconds between store checks of an open session WebSocket: one EXISTS per socket per interval.
+DEFAULT_CHECK_INTERVAL = 5.0
+
+
+class SessionSockets:
+    """Per-process registry of open session WebSockets, keyed by session id."""
+
+    def __init__(self, check_interval: float = DEFAULT_CHECK_INTERVAL) -> None:
+        if check_interval <= 0:
+            raise ValueError("check_interval must be positive")
+        self.check_interval = check_interval
+        self._ended: dict[str, set[asyncio.Event]] = {}
+
+    def open_count(self) -> int:
+        return sum(len(events) for events in self._ended.values())
+
+    def session_ended(self, session_id: str) -> None:
+        """The session was logged out or deleted here: its sockets close now, not at the next check."""
+        for event in self._ended.get(session_id, ()):
+            event.set()
+
+    async def ended(
+        self, store: SessionStore, session_id: str, expires_at: float, clock: Callable[[], float]
+    ) -> None:
+        """Return once the session is over: signalled here, gone from the store, or past ``expires_at``."""
+        event = asyncio.Event()
+        self._ended.setdefault(session_id, set()).add(event)
+        try:
+            while not event.is_set():
+                left = expires_at - clock()
+                if left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(self.check_interval, left)):
+                        await event.wait()
+                if event.is_set() or expires_at <= clock():
+                    return
+                try:
+                    if not await store.exists(session_id):
+                        return
+                except SessionStoreUnavailable as exc:
+                    # Fail closed: a session that cannot be confirmed does not keep its socket.
+                    log.warning(
+                        "session check for a WebSocket failed, closing it: %s", exc.detail or exc.code
+                    )
+                    return
+        finally:
+            events = self._ended.get(session_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._ended[session_id]
+
+
+def same_origin(origin: str | None, public_url: str | None) -> bool:
+    """RFC 6454 origin equality of the upgrade's Origin and public_url (scheme, host, port)."""
+    if not origin or not public_url or origin == "null":
+        return False
+    try:
+        given, own = URL(origin), URL(public_url)
+    except ValueError:
+        return False
+    if not given.is_absolute() or given.path not in ("", "/") or given.query_string or given.user:
+        return False
+    return (given.scheme.lower(), (given.host or "").lower(), given.port) == (
+        own.scheme.lower(),
+        (own.host or "").lower(),
+        own.port,
+    )
+
+
+async def session_websocket(request: web.Request, rt: Runtime, sockets: SessionSockets) -> asyncio.Task[None]:
+    """A WebSocket upgrade authenticated by the session cookie: 403 unless its Origin is the gateway's
+    own (cross-site WebSocket hijacking: browsers send cookies on cross-site upgrades and WebSockets
+    have no CORS); then the task that finishes when the session ends, for the relay's ``closed_when``.
+    The caller cancels the task if the relay never starts."""
+    if not same_origin(request.headers.get("Origin"), rt.cfg.server.public_url):
+        raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not public_url")
+    store, session_id = rt.store, session_id_from(request, rt)
+    session = await store.get(session_id) if store is not None and session_id else None
+    if store is None or session_id is None or session is None:
+        raise LoginRequired(detail="session ended before the WebSocket opened")
+    return asyncio.ensure_future(sockets.ended(store, session_id, session.expires_at, rt.clock))
