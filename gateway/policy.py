@@ -111,3 +111,32 @@ def email_domain_allowed(principal: Principal, domains: frozenset[str]) -> bool:
     if principal.claims.get("email_verified") is False:
         return False
     return email.rsplit("@", 1)[1].lower() in domains
+
+
+@dataclass(frozen=True, slots=True)
+class StepUp:
+    """What a stronger or fresher login must give (RFC 9470 §3): the challenge's acr_values / max_age."""
+
+    acr_values: tuple[str, ...]
+    max_age: int | None
+    reason: str  # "acr" or "max_age": names the rule, never a value
+
+
+def step_up_needed(
+    claims: Mapping[str, Any], acr_values: Sequence[str], max_age: float | None, now: float
+) -> StepUp | None:
+    """RFC 9470: is the authentication behind these claims strong enough (``acr`` one of ``acr_values``)
+    and recent enough (``auth_time`` within ``max_age``)? None when it is, or when nothing is required."""
+    if acr_values:
+        acr = claims.get("acr")
+        if not isinstance(acr, str) or acr not in acr_values:
+            return StepUp(tuple(acr_values), _seconds(max_age), "acr")
+    if max_age is not None:
+        auth_time = claims.get("auth_time")
+        if isinstance(auth_time, bool) or not isinstance(auth_time, int | float) or now - auth_time > max_age:
+            return StepUp(tuple(acr_values), _seconds(max_age), "max_age")
+    return None
+
+
+def _seconds(value: float | None) -> int | None:
+    return None if value is None else int(value)
