@@ -15,6 +15,7 @@ from typing import Any, Literal
 import aiohttp
 
 from gateway.config.schema import ProviderConfig
+from gateway.config.trust import ANY_AUDIENCE
 from gateway.errors import ProviderUnavailable
 from gateway.models import Principal, TokenSet
 from gateway.oidc.access_token import JwtAccessTokenVerifier
@@ -168,7 +169,10 @@ class ProviderClient:
         self, token: str, *, validation: Literal["jwt", "introspection"], audience: str | None
     ) -> Principal:
         """The caller behind ``token``; InvalidToken (401) with the reason in ``detail``, or
-        ProviderUnavailable (503) when the answer cannot be known now."""
+        ProviderUnavailable (503) when the answer cannot be known now. ``audience`` None or ``"*"``
+        (the route opted out, config.trust) accepts any ``aud``."""
+        if audience == ANY_AUDIENCE:
+            audience = None
         if validation == "jwt":
             principal = self._jwt.cached(token, audience)  # hot path: no coroutine below this one
             if principal is not None:
