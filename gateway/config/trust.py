@@ -34,6 +34,11 @@ def is_loopback_url(url: str) -> bool:
     return address.is_loopback
 
 
+def is_plain_http_off_loopback(url: str) -> bool:
+    """An ``http://`` URL whose host is not loopback: refused for providers unless allowed."""
+    return url[:7].lower() == "http://" and not is_loopback_url(url)
+
+
 def trust_problems(parts: ConfigParts) -> list[ConfigProblem]:
     """The §7 rules, each problem with its YAML path."""
     problems: list[ConfigProblem] = []
@@ -66,7 +71,7 @@ def trust_problems(parts: ConfigParts) -> list[ConfigProblem]:
             if (url := getattr(provider.endpoints, field)) is not None
         ]
         for where, url in urls:
-            if url.lower().startswith("http://") and not is_loopback_url(url):
+            if is_plain_http_off_loopback(url):
                 problems.append(
                     ConfigProblem(
                         f"providers.{name}.{where}",

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import aiohttp
 
 from gateway.config.schema import ProviderConfig
-from gateway.config.trust import ANY_AUDIENCE
+from gateway.config.trust import ANY_AUDIENCE, is_plain_http_off_loopback
 from gateway.errors import ProviderUnavailable
 from gateway.models import Principal, TokenSet
 from gateway.oidc.access_token import JwtAccessTokenVerifier
@@ -143,6 +143,14 @@ class ProviderClient:
         missing = metadata.missing(self._needs)
         if missing:
             raise ProviderUnavailable(detail=f"metadata lacks needed endpoints: {', '.join(missing)}")
+        if not self.cfg.allow_insecure_http:
+            # The config rule (config.trust) sees only configured URLs; a document can name others.
+            plain = [n for n in ENDPOINT_NAMES if is_plain_http_off_loopback(metadata.endpoint(n) or "")]
+            if plain:
+                raise ProviderUnavailable(
+                    detail=f"metadata names plain http:// endpoints off loopback ({', '.join(plain)}): "
+                    "use https, or set allow_insecure_http"
+                )
         return metadata
 
     def _loaded_metadata(self) -> ProviderMetadata:

@@ -9,14 +9,12 @@ flood of made-up key ids. Every refusal is 401 ``invalid_token`` (DESIGN §5), n
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import yaml
@@ -24,14 +22,25 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwe
 from joserfc.jwk import ECKey, RSAKey
-from yarl import URL
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.errors import ConfigError
-from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import DEFAULT_REDIRECT_URI, IdP, IdPFactory, loopback_session
+from tests.fixtures.idp import IdP, IdPFactory
+from tests.support.bearer import (
+    SPA_CLIENTS,
+    accepted,
+    audience_problems,
+    b64,
+    b64json,
+    decode_part,
+    gateway_config,
+    implicit_id_token,
+    ready,
+    refused,
+    route,
+    without_audience,
+)
 from tests.support.oidc_fakes import (
     Clock,
     FakeProvider,
@@ -44,84 +53,6 @@ from tests.support.oidc_fakes import (
 from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"
-SPA_REDIRECT = "http://127.0.0.1:8080/spa/callback"
-
-# ---- helpers ---------------------------------------------------------------------------------------------
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64json(value: dict[str, Any]) -> str:
-    return b64(json.dumps(value, separators=(",", ":")).encode())
-
-
-def decode_part(token: str, index: int) -> dict[str, Any]:
-    part = token.split(".")[index]
-    result: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return result
-
-
-def route(name: str, prefix: str, upstream: Upstream, **auth: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "match": {"path_prefix": prefix},
-        "upstream": upstream.url,
-        "auth": {"mode": "bearer", "provider": "main", **auth},
-    }
-
-
-def gateway_config(issuer: str, routes: list[dict[str, Any]], **provider: Any) -> dict[str, Any]:
-    return {
-        "server": {"listen": "127.0.0.1:8080"},
-        "providers": {
-            "main": {
-                "issuer": issuer,
-                "client_id": "gw",
-                "client_secret": "gw-secret",
-                "introspection_client_id": "introspector",
-                "introspection_client_secret": "introspector-secret",
-                "timeout": "2s",
-                **provider,
-            }
-        },
-        "routes": routes,
-    }
-
-
-def without_audience(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The same config with every route's audience left out, as an operator might write it."""
-    bare = json.loads(json.dumps(cfg))
-    for item in bare["routes"]:
-        item["auth"].pop("audience", None)
-    return bare
-
-
-def audience_problems(cfg: dict[str, Any]) -> list[str]:
-    """The YAML paths of the problems parse_config reports for ``cfg`` (none: the config is accepted)."""
-    try:
-        parse_config(yaml.safe_dump(cfg), env={})
-    except ConfigError as exc:
-        return [p.path for p in exc.problems]
-    return []
-
-
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
-        assert await provider.wait_ready(10)
-    return client
-
-
-async def refused(client: TestClient, token: str, path: str = "/api/x") -> None:  # type: ignore[type-arg]
-    resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
-    assert resp.status == 401, (resp.status, await resp.text())
-    assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
-
-
-async def accepted(client: TestClient, token: str, path: str = "/api/x") -> None:  # type: ignore[type-arg]
-    resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
-    assert resp.status == 200, (resp.status, await resp.text())
 
 
 @pytest.fixture
@@ -145,44 +76,6 @@ def valid_claims(idp: IdP, **overrides: Any) -> dict[str, Any]:
 # ---- ID tokens and refresh tokens are no access tokens (issue 9, defect 7) ------------------------------
 
 
-async def implicit_id_token(idp: IdP) -> str:
-    """An ID token from the provider's implicit flow (response_type=id_token): signed by the provider's
-    key, no access token issued beside it, so no ``at_hash`` (and no ``c_hash``: no code either)."""
-    url = URL(idp.authorization_endpoint).with_query(
-        response_type="id_token",
-        client_id="spa",
-        redirect_uri=SPA_REDIRECT,
-        scope="openid email",
-        nonce=secrets.token_urlsafe(16),
-    )
-    async with loopback_session() as session:
-        final = await idp.follow_interactions(session, str(url))
-    fragment = dict(parse_qsl(urlsplit(final).fragment))
-    assert "id_token" in fragment, final
-    return fragment["id_token"]
-
-
-SPA_CLIENTS = [
-    {
-        "client_id": "gw",
-        "client_secret": "gw-secret",
-        "token_endpoint_auth_method": "client_secret_basic",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "redirect_uris": [DEFAULT_REDIRECT_URI],
-    },
-    {
-        # A public single-page app of the same provider: its ID tokens are signed by the same keys.
-        "client_id": "spa",
-        "application_type": "native",
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["implicit"],
-        "response_types": ["id_token"],
-        "redirect_uris": [SPA_REDIRECT],
-    },
-]
-
-
 async def test_id_token_without_at_hash_is_refused_on_a_jwt_route(
     make_gateway: GatewayFactory, upstream: Upstream, idp_factory: IdPFactory
 ) -> None:
@@ -190,7 +83,9 @@ async def test_id_token_without_at_hash_is_refused_on_a_jwt_route(
     provider = idp_factory(access_token_format="jwt", clients=SPA_CLIENTS)
     id_token = await implicit_id_token(provider)
     claims = decode_part(id_token, 1)
-    assert "at_hash" not in claims and "c_hash" not in claims and claims["iss"] == provider.issuer
+    assert "at_hash" not in claims
+    assert "c_hash" not in claims
+    assert claims["iss"] == provider.issuer
     cfg = gateway_config(provider.issuer, [route("api", "/api", upstream, audience=provider.resource)])
     # The route as an operator wrote it before: no audience. That config is now refused ...
     assert audience_problems(without_audience(cfg)) == ["routes[0].auth.audience"]
@@ -207,7 +102,9 @@ async def test_refresh_token_is_refused_on_an_introspection_route(
     tokens = await idp.obtain_tokens("alice", READ, extra={"resource": idp.resource_indicator})
     answer = await idp.introspect(tokens["refresh_token"], "access_token")
     # oidc-provider says active, with no token_type and no aud: only the audience can tell.
-    assert answer["active"] is True and "token_type" not in answer and "aud" not in answer
+    assert answer["active"] is True
+    assert "token_type" not in answer
+    assert "aud" not in answer
     cfg = gateway_config(
         idp.issuer,
         [route("api", "/api", upstream, validate="introspection", audience=idp.resource)],
@@ -335,7 +232,9 @@ async def fake_gateway(
     return await ready(await aiohttp_client(app))
 
 
-async def test_token_without_exp_is_refused(fake_gateway: TestClient, fake: FakeProvider, clock: Clock) -> None:  # type: ignore[type-arg]
+async def test_token_without_exp_is_refused(
+    fake_gateway: TestClient, fake: FakeProvider, clock: Clock
+) -> None:  # type: ignore[type-arg]
     """A correctly signed token with no exp: it would be valid for ever."""
     await accepted(fake_gateway, mint(RSA, claims_for(fake.issuer, clock)))
     await refused(fake_gateway, mint(RSA, claims_for(fake.issuer, clock, exp=None, jti="no-exp")))
@@ -346,7 +245,10 @@ async def test_token_without_exp_is_refused(fake_gateway: TestClient, fake: Fake
     ["https://evil.example.com", "{issuer}/", "{issuer}/realms/other", "{upper}", None],
 )
 async def test_token_with_wrong_issuer_is_refused(
-    fake_gateway: TestClient, fake: FakeProvider, clock: Clock, iss: str | None  # type: ignore[type-arg]
+    fake_gateway: TestClient,
+    fake: FakeProvider,
+    clock: Clock,
+    iss: str | None,  # type: ignore[type-arg]
 ) -> None:
     """A correctly signed token naming another issuer (or a look-alike spelling, or none)."""
     value = iss.format(issuer=fake.issuer, upper=fake.issuer.upper()) if iss else None
@@ -355,14 +257,19 @@ async def test_token_with_wrong_issuer_is_refused(
 
 @pytest.mark.parametrize("aud", ["other", ["other", "more"], "API", "", None, ["api-x"]])
 async def test_token_with_wrong_audience_is_refused(
-    fake_gateway: TestClient, fake: FakeProvider, clock: Clock, aud: Any  # type: ignore[type-arg]
+    fake_gateway: TestClient,
+    fake: FakeProvider,
+    clock: Clock,
+    aud: Any,  # type: ignore[type-arg]
 ) -> None:
     """A correctly signed token for another audience (a different case, a prefix, none at all)."""
     await refused(fake_gateway, mint(RSA, claims_for(fake.issuer, clock, aud=aud, jti="x")))
 
 
 async def test_unknown_kid_flood_does_not_refetch_the_jwks_each_time(
-    fake_gateway: TestClient, fake: FakeProvider, clock: Clock  # type: ignore[type-arg]
+    fake_gateway: TestClient,
+    fake: FakeProvider,
+    clock: Clock,  # type: ignore[type-arg]
 ) -> None:
     """Many tokens with random kids: each unknown kid must not make the gateway refetch the JWKS."""
     attacker = ECKey.generate_key("P-256")
@@ -396,7 +303,9 @@ async def test_cached_introspection_still_fails_another_routes_scope(
     tokens = await idp.obtain_tokens("alice", READ, extra={"resource": idp.resource_indicator})
     routes = [
         route("read", "/api", upstream, validate="introspection", audience=idp.resource, scopes=["api:read"]),
-        route("write", "/write", upstream, validate="introspection", audience=idp.resource, scopes=["api:write"]),
+        route(
+            "write", "/write", upstream, validate="introspection", audience=idp.resource, scopes=["api:write"]
+        ),
     ]
     client = await ready(await make_gateway(gateway_config(idp.issuer, routes)))
     idp.reset_counters()
@@ -406,7 +315,8 @@ async def test_cached_introspection_still_fails_another_routes_scope(
         resp = await client.get("/write/x", headers=auth)
         assert resp.status == 403, await resp.text()
         challenge = resp.headers["WWW-Authenticate"]
-        assert 'error="insufficient_scope"' in challenge and 'scope="api:write"' in challenge
+        assert 'error="insufficient_scope"' in challenge
+        assert 'scope="api:write"' in challenge
     assert (await client.get("/api/x", headers=auth)).status == 200
     # One introspection for all four requests: the write route was judged on the cached answer.
     assert idp.counters().get("/token/introspection", 0) == 1, idp.counters()

@@ -12,6 +12,7 @@ import yaml
 from gateway.config import parse_config
 from gateway.config.trust import is_loopback_url
 from gateway.errors import ConfigError
+from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, provider_config, running
 
 KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
 
@@ -34,8 +35,12 @@ def config(
             }
         },
         "routes": [
-            {"name": "home", "match": {"path_prefix": "/"}, "upstream": "http://127.0.0.1:3000",
-             "auth": {"mode": "public"}},
+            {
+                "name": "home",
+                "match": {"path_prefix": "/"},
+                "upstream": "http://127.0.0.1:3000",
+                "auth": {"mode": "public"},
+            },
             {
                 "name": "api",
                 "match": {"path_prefix": "/api"},
@@ -79,7 +84,9 @@ def test_audience_star_is_accepted_and_named_in_a_warning(caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING, logger="tokengate"):
         audience_warnings(cfg)
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warned) == 1 and "'api'" in warned[0] and "routes[1]" in warned[0], warned
+    assert len(warned) == 1, warned
+    assert "'api'" in warned[0]
+    assert "routes[1]" in warned[0]
 
 
 def test_empty_audience_is_refused() -> None:
@@ -107,7 +114,12 @@ def test_memory_store_with_one_worker_and_redis_with_several_are_accepted() -> N
 
 @pytest.mark.parametrize(
     "issuer",
-    ["http://idp.example.com", "http://10.0.0.5:8080", "http://keycloak:8080/realms/x", "http://127.0.0.1.nip.io"],
+    [
+        "http://idp.example.com",
+        "http://10.0.0.5:8080",
+        "http://keycloak:8080/realms/x",
+        "http://127.0.0.1.nip.io",
+    ],
 )
 def test_plain_http_issuer_off_loopback_is_refused(issuer: str) -> None:
     """Tokens, codes and client secrets would cross the network in clear text (and JWKS be spoofable)."""
@@ -140,8 +152,14 @@ def test_allow_insecure_http_lets_an_operator_opt_in() -> None:
 
 @pytest.mark.parametrize(
     "issuer",
-    ["http://127.0.0.1:9000", "http://127.8.9.10", "http://[::1]:9000/realms/x", "http://localhost:9000",
-     "http://LOCALHOST", "https://idp.example.com"],
+    [
+        "http://127.0.0.1:9000",
+        "http://127.8.9.10",
+        "http://[::1]:9000/realms/x",
+        "http://localhost:9000",
+        "http://LOCALHOST",
+        "https://idp.example.com",
+    ],
 )
 def test_loopback_and_https_issuers_need_no_flag(issuer: str) -> None:
     """Loopback (127.0.0.0/8, ::1, localhost) never leaves the machine; https is always fine."""
@@ -166,3 +184,26 @@ def test_loopback_and_https_issuers_need_no_flag(issuer: str) -> None:
 def test_loopback_definition(url: str, loopback: bool) -> None:
     """Look-alike hosts (userinfo, suffixes, unspecified addresses) are not loopback."""
     assert is_loopback_url(url) is loopback
+
+
+async def test_discovered_plain_http_endpoint_off_loopback_never_loads() -> None:
+    """A discovery document that names an http:// endpoint elsewhere would send secrets in clear text."""
+    fake = FakeProvider()
+    async with running(fake):
+        document = {**fake.document(), "token_endpoint": "http://idp.example.com/token"}
+        fake.discovery = Reply(document)
+        async with provider_client(
+            provider_config(fake.issuer), start=False, needs=frozenset({"jwks"})
+        ) as client:
+            await client.start()
+            assert not await client.wait_ready(1.0)
+            assert client.metadata is None
+            assert fake.hits["/.well-known/openid-configuration"] >= 1
+        fake.discovery = Reply({**document, "token_endpoint": f"{fake.issuer}/token"})
+        async with provider_client(provider_config(fake.issuer), needs=frozenset({"jwks"})) as client:
+            assert client.metadata is not None  # the same document with a loopback endpoint loads
+        # An operator who trusts the network can allow it.
+        fake.discovery = Reply(document)
+        allowed = provider_config(fake.issuer, allow_insecure_http=True)
+        async with provider_client(allowed, needs=frozenset({"jwks"})) as client:
+            assert client.metadata is not None

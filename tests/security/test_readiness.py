@@ -42,9 +42,7 @@ async def test_unused_provider_is_never_fetched_and_never_blocks_readiness(
     spare.reset_counters()
     cfg = {
         "server": {"listen": "127.0.0.1:8080"},
-        "providers": {
-            "spare": {"issuer": spare.issuer, "client_id": "gw", "client_secret": "gw-secret"}
-        },
+        "providers": {"spare": {"issuer": spare.issuer, "client_id": "gw", "client_secret": "gw-secret"}},
         "routes": [public_route("home", "/", upstream.url)],
     }
     client = await make_gateway(cfg)
