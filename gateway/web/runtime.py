@@ -26,7 +26,7 @@ from gateway.web.headers import TrustedProxies
 if TYPE_CHECKING:
     from gateway.sessions import SessionStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tokengate")
 
 AuthMode = Literal["public", "bearer", "session", "bearer_or_session"]
 LOGIN_COOKIE_INFIX = "_login_"

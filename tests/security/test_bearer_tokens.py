@@ -44,6 +44,7 @@ from tests.support.bearer import (
 from tests.support.oidc_fakes import (
     Clock,
     FakeProvider,
+    Reply,
     claims_for,
     mint,
     public_jwk,
@@ -227,9 +228,41 @@ async def fake_gateway(
     aiohttp_client: Any, fake: FakeProvider, upstream: Upstream, clock: Clock
 ) -> TestClient:  # type: ignore[type-arg]
     """A JWT route on the fake provider, with an injected clock that only the test moves."""
-    cfg = gateway_config(fake.issuer, [route("api", "/api", upstream, audience="api")])
+    cfg = gateway_config(
+        fake.issuer,
+        [
+            route("api", "/api", upstream, audience="api"),
+            route("intro", "/intro", upstream, validate="introspection", audience="api"),
+        ],
+    )
     app = create_app(parse_config(yaml.safe_dump(cfg), env={}), clock=clock)
     return await ready(await aiohttp_client(app))
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [
+        {"token_type": "refresh_token"},
+        {"token_type": "urn:ietf:params:oauth:token-type:refresh_token"},
+        {"token_type": "N_A"},
+        {"typ": "Refresh"},
+        {"typ": "Offline"},
+        {"typ": "ID"},
+    ],
+)
+async def test_introspected_non_access_token_is_refused_even_with_the_audience(
+    fake_gateway: TestClient,
+    fake: FakeProvider,
+    clock: Clock,
+    marks: dict[str, str],  # type: ignore[type-arg]
+) -> None:
+    """A refresh or ID token whose introspection answer says what it is, though it names the API."""
+    answers = {"access": {"token_type": "Bearer"}, "other": marks}
+    fake.introspect = lambda form: Reply(
+        {"active": True, **claims_for(fake.issuer, clock), **answers[form["token"]]}
+    )
+    await accepted(fake_gateway, "access", "/intro/x")  # same answer as a bearer token: passes
+    await refused(fake_gateway, "other", "/intro/x")
 
 
 async def test_token_without_exp_is_refused(

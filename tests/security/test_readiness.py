@@ -6,17 +6,28 @@ shared introspection cache stays ready while Redis is down, and its cache misses
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.oidc.introspection import SHARED_CACHE_BACKOFF
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.redis_server import RedisServer
 from tests.support.net import free_port
+from tests.support.oidc_fakes import (
+    Clock,
+    FakeProvider,
+    Reply,
+    claims_for,
+    provider_client,
+    provider_config,
+    running,
+)
 from tests.support.upstream import Upstream
 
 KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
@@ -122,3 +133,43 @@ async def test_redis_down_keeps_an_introspection_cache_only_gateway_ready(
     # A token that is no access token is still refused while the cache is down.
     resp = await client.get("/api/x", headers={"Authorization": f"Bearer {after['refresh_token']}"})
     assert resp.status == 401
+
+
+class HungCache:
+    """A shared cache whose every call hangs (a SIGSTOPped Redis), counting the calls it gets."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def cache_get(self, key: str) -> bytes | None:
+        self.calls += 1
+        await asyncio.sleep(30)
+        return None
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        self.calls += 1
+        await asyncio.sleep(30)
+
+
+async def test_hung_shared_cache_is_left_alone_after_one_failure() -> None:
+    """A hung Redis would add its timeout to every introspection cache miss (a slow-down attack)."""
+    clock, cache = Clock(), HungCache()
+    fake = FakeProvider()
+    async with running(fake):
+        fake.introspect = lambda form: Reply(
+            {"active": True, **claims_for(fake.issuer, clock, sub=form["token"])}
+        )
+        cfg = provider_config(fake.issuer)
+        async with provider_client(
+            cfg, clock=clock, shared_cache=cache, needs=frozenset({"introspection"})
+        ) as client:
+            for token in ("t1", "t2", "t3", "t4"):  # distinct tokens: every one a cache miss
+                principal = await client.verify_access_token(
+                    token, validation="introspection", audience="api"
+                )
+                assert principal.subject == token
+            assert cache.calls == 1  # one timed-out read, then the cache is skipped
+            assert fake.hits["/introspect"] == 4  # every miss went to the provider
+            clock.advance(SHARED_CACHE_BACKOFF + 1)
+            await client.verify_access_token("t5", validation="introspection", audience="api")
+            assert cache.calls == 2  # tried again after the pause
