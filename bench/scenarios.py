@@ -66,7 +66,7 @@ class Shared:
 
     def idp(self, token_format: str) -> tuple[IdP, str]:
         """A test OpenID provider issuing ``token_format`` access tokens, and one access token for alice
-        with scope api:read (JWT: aud=api). Tokens live for an hour: longer than any run."""
+        with scope api:read and aud=api. Tokens live for an hour: longer than any run."""
         if token_format not in self._idps:
             log_dir = self.directory / f"idp-{token_format}"
             log_dir.mkdir(exist_ok=True)
@@ -76,7 +76,9 @@ class Shared:
             )
             self.stack.callback(idp.stop)
             idp.start()
-            tokens = asyncio.run(idp.obtain_tokens(login=LOGIN, scope=TOKEN_SCOPE))
+            # Opaque tokens carry aud only when bound to the resource (RFC 8707); JWTs always do.
+            extra = {"resource": idp.resource_indicator} if token_format == "opaque" else None
+            tokens = asyncio.run(idp.obtain_tokens(login=LOGIN, scope=TOKEN_SCOPE, extra=extra))
             token = tokens["access_token"]
             if not isinstance(token, str) or not token:
                 raise RuntimeError(f"the {token_format} IdP returned no access token: {tokens!r}")
@@ -158,7 +160,13 @@ def tokengate_jwt(shared: Shared, stack: contextlib.ExitStack, directory: Path) 
 
 
 def tokengate_introspection(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    auth = {"mode": "bearer", "provider": "idp", "validate": "introspection", "scopes": [REQUIRED_SCOPE]}
+    auth = {
+        "mode": "bearer",
+        "provider": "idp",
+        "validate": "introspection",
+        "audience": AUDIENCE,
+        "scopes": [REQUIRED_SCOPE],
+    }
     return _gateway_target(shared, stack, directory, auth=auth, issuing="opaque")
 
 

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
+from gateway.config.trust import trust_problems
 from gateway.errors import ConfigError, ConfigProblem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -118,16 +119,20 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
             raw = tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc)
             problems.append(ConfigProblem(format_path(loc), _message(error), lines.get(raw)))
         # The rest of the file may hold cross-field problems too: report them in the same pass.
-        for problem in cross_field_problems(ConfigParts.salvage(data)):
+        for problem in _rule_problems(ConfigParts.salvage(data)):
             problems.append(
                 ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path)))
             )
         raise ConfigError(problems, source) from None
-    for problem in cross_field_problems(cfg):
+    for problem in _rule_problems(ConfigParts.of(cfg)):
         problems.append(ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path))))
     if problems:
         raise ConfigError(problems, source)
     return cfg
+
+
+def _rule_problems(parts: ConfigParts) -> list[ConfigProblem]:
+    return cross_field_problems(parts) + trust_problems(parts)
 
 
 def _parse_path(path: str) -> tuple[str | int, ...]:

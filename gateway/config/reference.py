@@ -323,6 +323,18 @@ _CROSS_FIELD = _markdown_table(
             "`client_id` alone.",
         ),
         ("`server.admin_listen`", "Must differ from `server.listen`."),
+        (
+            "`routes[i].auth.audience`",
+            'Required on `bearer` and `bearer_or_session` routes; `"*"` accepts any audience and is '
+            "logged as a warning at start (see [security.md](security.md#configuration-rules)).",
+        ),
+        ("`sessions.store`", "`memory` is refused when `server.workers` is more than 1."),
+        (
+            "`providers.<name>.issuer`, `providers.<name>.endpoints.<endpoint>`",
+            "A plain `http://` URL is refused unless its host is loopback (`127.0.0.0/8`, `::1`, "
+            "`localhost`) or the provider sets `allow_insecure_http: true`. Host names are not "
+            "resolved: docker-compose or Kubernetes service names need the flag.",
+        ),
     ],
 )
 
@@ -350,7 +362,8 @@ _NOTES: dict[str, str] = {
   `/.well-known/oauth-authorization-server<issuer path>`. The document's `issuer` must equal `issuer`
   exactly; endpoints given under `endpoints` override the document's. Metadata loads in the background
   at start with retries (0.2 s, doubling to 30 s) and is reloaded hourly; `/readyz` answers 503 until
-  every provider is loaded, and requests that need a provider answer 503 meanwhile.
+  every provider that a route uses is loaded, and requests that need a provider answer 503 meanwhile.
+  A provider that no route uses is never contacted.
 - **Endpoints needed**: bearer routes with `validate: jwt` need `jwks`; with `validate: introspection`,
   `introspection`. Session routes need `authorization` and `token`, plus `jwks` when `scopes` contains
   `openid` (the ID token is validated), otherwise `userinfo` when it is configured, otherwise
@@ -374,8 +387,10 @@ _NOTES: dict[str, str] = {
   `login:<sha256 of state>` and `introspect:<sha256 of issuer, endpoint and token>`. Sessions, login
   states and cache entries are encrypted with AES-256-GCM under `encryption_key`, with their own Redis
   key as associated data (the lock holds only a random owner id).
-- `store: memory` keeps sessions in the process: they are not shared by workers or replicas, and are
-  lost on a restart and on every configuration reload.
+- `store: memory` keeps sessions in the process: they are not shared by replicas (and are refused with
+  `server.workers` > 1), and are lost on a restart and on a reload that changes `sessions`.
+- With no session route, Redis serves only as the shared introspection cache: its outage is shown in
+  `/readyz` (`introspection_cache`) but does not make the gateway unready; misses go to the provider.
 - The cookie holds only the random session id (256 bits): `HttpOnly`, `SameSite=Lax`, `Path=/`,
   `Max-Age` = `absolute_timeout`; when `server.public_url` is https it is `Secure` and its name gets the
   `__Host-` prefix.
@@ -400,8 +415,10 @@ _NOTES: dict[str, str] = {
   `insufficient_scope` with `scope="<the route's required scopes>"`.
 - `scopes_by_method`: a method that is neither listed nor covered by `"*"` requires no scope; give
   `"*"` unless that is meant.
-- `audience` applies to bearer tokens (the JWT's or the introspection answer's `aud`); session routes do
-  not check it. On introspection routes, set it: see [security.md](security.md#known-limits).
+- `audience` applies to bearer tokens (the JWT's or the introspection answer's `aud`) and is required
+  on `bearer` and `bearer_or_session` routes, so that ID tokens, refresh tokens and other APIs' tokens
+  are refused; `"*"` accepts any audience (a warning at start). Session routes do not check it. See
+  [security.md](security.md#configuration-rules).
 - On every route but `public` the client's `Authorization` header is removed; the gateway sets its own
   when `forward_token` is true (on session routes: the session's current access token).
 - An `access_token` in the query string, or in a form body (`application/x-www-form-urlencoded`

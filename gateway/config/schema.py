@@ -200,6 +200,11 @@ class ProviderConfig(_Model):
     timeout: Duration = Field(
         timedelta(seconds=5), description="Time limit for each call to the provider (503 after)."
     )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Allow a plain http:// issuer and endpoints off loopback (a private network you "
+        "trust, e.g. docker-compose service names); loopback never needs it.",
+    )
 
 
 class SessionsConfig(_Model):
@@ -269,7 +274,12 @@ class AuthConfig(_Model):
         alias="validate",
         description="Bearer tokens: `jwt` (local, RFC 9068, against JWKS) or `introspection` (RFC 7662).",
     )
-    audience: str | None = Field(None, description="Required value in the token's `aud`.")
+    audience: str | None = Field(
+        None,
+        min_length=1,
+        description="Bearer tokens: a value their `aud` must contain. Required on `bearer` and "
+        '`bearer_or_session` routes; `"*"` accepts any audience (a warning at start).',
+    )
     scopes: list[str] = Field(default_factory=list, description="Scopes all required.")
     scopes_by_method: dict[str, list[str]] | None = Field(
         None, description='Scopes per method; "*" for the others. Exclusive with `scopes`.'

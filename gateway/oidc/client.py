@@ -15,6 +15,7 @@ from typing import Any, Literal
 import aiohttp
 
 from gateway.config.schema import ProviderConfig
+from gateway.config.trust import ANY_AUDIENCE, is_plain_http_off_loopback
 from gateway.errors import ProviderUnavailable
 from gateway.models import Principal, TokenSet
 from gateway.oidc.access_token import JwtAccessTokenVerifier
@@ -142,6 +143,14 @@ class ProviderClient:
         missing = metadata.missing(self._needs)
         if missing:
             raise ProviderUnavailable(detail=f"metadata lacks needed endpoints: {', '.join(missing)}")
+        if not self.cfg.allow_insecure_http:
+            # The config rule (config.trust) sees only configured URLs; a document can name others.
+            plain = [n for n in ENDPOINT_NAMES if is_plain_http_off_loopback(metadata.endpoint(n) or "")]
+            if plain:
+                raise ProviderUnavailable(
+                    detail=f"metadata names plain http:// endpoints off loopback ({', '.join(plain)}): "
+                    "use https, or set allow_insecure_http"
+                )
         return metadata
 
     def _loaded_metadata(self) -> ProviderMetadata:
@@ -168,7 +177,10 @@ class ProviderClient:
         self, token: str, *, validation: Literal["jwt", "introspection"], audience: str | None
     ) -> Principal:
         """The caller behind ``token``; InvalidToken (401) with the reason in ``detail``, or
-        ProviderUnavailable (503) when the answer cannot be known now."""
+        ProviderUnavailable (503) when the answer cannot be known now. ``audience`` None or ``"*"``
+        (the route opted out, config.trust) accepts any ``aud``."""
+        if audience == ANY_AUDIENCE:
+            audience = None
         if validation == "jwt":
             principal = self._jwt.cached(token, audience)  # hot path: no coroutine below this one
             if principal is not None:

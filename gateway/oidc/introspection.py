@@ -35,6 +35,9 @@ _NOT_ACCESS_TOKENS = frozenset({"refresh", "offline", "id"})
 NEGATIVE_TTL = 5.0
 #: A shared-cache call that takes longer than this is treated as a miss (Redis trouble is not fatal).
 SHARED_CACHE_TIMEOUT = 1.0
+#: After a shared-cache failure the cache is left alone this long: a hung Redis must not add its
+#: timeout to every miss (DESIGN §7: cache misses go to the provider while Redis is down).
+SHARED_CACHE_BACKOFF = 5.0
 # RFC 6749 §5.2 errors that say the gateway's own client is refused: misconfiguration, fail closed.
 _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 
@@ -81,6 +84,7 @@ class Introspector:
         self._cache_bound = cache_bound
         self._shared = shared_cache
         self._max_entries = max_entries
+        self._shared_paused_until = -float("inf")
         self._local: OrderedDict[bytes, _Answer] = OrderedDict()
         self._flight: SingleFlight[bytes, _Answer] = SingleFlight()
         self._prefix_for = ""
@@ -213,15 +217,30 @@ class Introspector:
             until = now + min(NEGATIVE_TTL, self._cache_bound)
         return _Answer(until, None, reason, frozenset())
 
+    def _shared_usable(self) -> SharedCache | None:
+        if self._shared is None or self._clock() < self._shared_paused_until:
+            return None
+        return self._shared
+
+    def _shared_failed(self, what: str, exc: Exception) -> None:
+        self._hits["shared", "error"].inc()
+        self._shared_paused_until = self._clock() + SHARED_CACHE_BACKOFF
+        log.warning(
+            "shared introspection cache %s failed (%s); not used for %.0fs",
+            what,
+            type(exc).__name__,
+            SHARED_CACHE_BACKOFF,
+        )
+
     async def _shared_get(self, shared_key: str, token: str) -> _Answer | None:
-        if self._shared is None:
+        shared = self._shared_usable()
+        if shared is None:
             return None
         try:
             async with asyncio.timeout(min(self._http.timeout, SHARED_CACHE_TIMEOUT)):
-                raw = await self._shared.cache_get(shared_key)
+                raw = await shared.cache_get(shared_key)
         except Exception as exc:  # any store failure is a miss, never fatal
-            self._hits["shared", "error"].inc()
-            log.warning("shared introspection cache read failed: %s", type(exc).__name__)
+            self._shared_failed("read", exc)
             return None
         record = _decode_record(raw) if raw is not None else None
         now = self._clock()
@@ -236,7 +255,8 @@ class Introspector:
 
     async def _shared_set(self, shared_key: str, answer: _Answer) -> None:
         ttl = answer.until - self._clock()
-        if self._shared is None or ttl <= 0:
+        shared = self._shared_usable()
+        if shared is None or ttl <= 0:
             return
         # The answer's claims (never the token) and its absolute deadline, so other replicas keep it
         # no longer than this one does.
@@ -246,10 +266,9 @@ class Introspector:
         ).encode()
         try:
             async with asyncio.timeout(min(self._http.timeout, SHARED_CACHE_TIMEOUT)):
-                await self._shared.cache_set(shared_key, raw, ttl)
+                await shared.cache_set(shared_key, raw, ttl)
         except Exception as exc:  # a failed write only costs other replicas a call
-            self._hits["shared", "error"].inc()
-            log.warning("shared introspection cache write failed: %s", type(exc).__name__)
+            self._shared_failed("write", exc)
 
 
 def _admit(answer: _Answer, audience: str | None) -> Principal:

@@ -1,4 +1,5 @@
-"""The admin listener: /healthz (alive), /readyz (config, Redis and providers ready), /metrics."""
+"""The admin listener: /healthz (alive), /readyz (config, and the Redis and providers that routes need,
+ready), /metrics."""
 
 from __future__ import annotations
 
@@ -21,16 +22,22 @@ async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {"config": "ok"}
     if not holder.ready:
         checks["shutdown"] = "in progress"
+    informational: dict[str, str] = {}
     if rt.store is not None:
+        # Sessions need the store; the shared introspection cache alone does not (its misses go to
+        # the provider), so then its state is reported but does not decide readiness (DESIGN §7).
+        target = checks if rt.uses_sessions else informational
+        name = "sessions" if rt.uses_sessions else "introspection_cache"
         try:
             await rt.store.ping()
-            checks["sessions"] = "ok"
+            target[name] = "ok"
         except SessionStoreUnavailable:
-            checks["sessions"] = "unreachable"
-    for name, provider in rt.providers.items():
+            target[name] = "unreachable"
+    for name, provider in rt.providers.items():  # only the providers some route uses
         checks[f"provider:{name}"] = "ok" if provider.ready else "loading"
     ready = all(v == "ok" for v in checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body = {"ready": ready, "checks": {**checks, **informational}}
+    return web.json_response(body, status=200 if ready else 503)
 
 
 def _registry() -> CollectorRegistry:

@@ -6,6 +6,7 @@ started with until it ends, so a reload never changes the rules under a request 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import aiohttp
 from yarl import URL
 
 from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig
+from gateway.config.trust import ANY_AUDIENCE
 from gateway.oidc import ProviderClient
 from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
@@ -23,6 +25,8 @@ from gateway.web.headers import TrustedProxies
 
 if TYPE_CHECKING:
     from gateway.sessions import SessionStore
+
+log = logging.getLogger("tokengate")
 
 AuthMode = Literal["public", "bearer", "session", "bearer_or_session"]
 LOGIN_COOKIE_INFIX = "_login_"
@@ -87,6 +91,26 @@ class CookieSettings:
         object.__setattr__(self, "names", frozenset({self.name}))
 
 
+def used_providers(cfg: GatewayConfig) -> frozenset[str]:
+    """The providers some route authenticates with: only these are ever contacted (DESIGN §7)."""
+    return frozenset(r.auth.provider for r in cfg.routes if r.auth.mode != "public" and r.auth.provider)
+
+
+def audience_warnings(cfg: GatewayConfig) -> None:
+    """Log each bearer route that opted out of the audience check (``audience: "*"``)."""
+    for i, route in enumerate(cfg.routes):
+        auth = route.auth
+        if auth.mode in ("bearer", "bearer_or_session") and auth.audience == ANY_AUDIENCE:
+            log.warning(
+                "routes[%d] %r accepts bearer tokens for any audience (auth.audience: %r): ID tokens, "
+                "refresh tokens and other APIs' tokens of provider %r may pass as its access tokens",
+                i,
+                route.name,
+                ANY_AUDIENCE,
+                auth.provider,
+            )
+
+
 def provider_needs(cfg: GatewayConfig, name: str) -> frozenset[str]:
     """Which endpoints the routes using a provider need (decides whether discovery is required)."""
     needs: set[str] = set()
@@ -134,6 +158,12 @@ class Runtime:
             await self.store.close()
 
     @property
+    def uses_sessions(self) -> bool:
+        """Whether a route needs the store for sessions; otherwise it is only the shared introspection
+        cache, whose outage costs calls to the provider but never readiness (DESIGN §7)."""
+        return any(route.uses_session for route in self.compiled)
+
+    @property
     def session_provider(self) -> ProviderClient | None:
         """The provider used for logins that no route names (the first session route's)."""
         for route in self.compiled:
@@ -159,7 +189,10 @@ def build_runtime(
     if store is None and (parts.uses_sessions or parts.shares_introspection_cache):
         store = open_store(cfg.sessions, clock=clock)
     providers: dict[str, ProviderClient] = {}
+    used = used_providers(cfg)
     for name, pcfg in cfg.providers.items():
+        if name not in used:
+            continue  # never fetched, never in /readyz: no route depends on it
         needs = provider_needs(cfg, name)
         old = previous.providers.get(name) if previous is not None else None
         if (
@@ -173,6 +206,7 @@ def build_runtime(
         else:
             providers[name] = ProviderClient(name, pcfg, http, needs=needs, shared_cache=store, clock=clock)
     compiled = tuple(CompiledRoute.build(r, providers) for r in cfg.routes)
+    audience_warnings(cfg)
     table = RouteTable(
         RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
         for route, r in zip(compiled, cfg.routes, strict=True)

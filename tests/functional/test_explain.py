@@ -102,11 +102,12 @@ routes:
   - name: opaque-api
     match: {{path_prefix: /opaque}}
     upstream: http://127.0.0.1:9
-    auth: {{mode: bearer, provider: opaque, validate: introspection, scopes: [api:read]}}
+    auth: {{mode: bearer, provider: opaque, validate: introspection, audience: api, scopes: [api:read]}}
 """)
     alice = await idp_jwt.obtain_tokens("alice", "openid api:read")
     bob = await idp_jwt.obtain_tokens("bob", "openid api:read")
-    opaque = await idp.obtain_tokens("bob", "openid api:read")
+    # Opaque tokens carry aud only when the authorization request names the resource (RFC 8707).
+    opaque = await idp.obtain_tokens("bob", "openid api:read", extra={"resource": idp.resource_indicator})
     result = run_explain("--config", str(config), "GET", "/jwt/x", "--token", alice["access_token"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "token:       valid (jwt): sub alice" in result.stdout

@@ -73,17 +73,29 @@ async def test_bearer_metrics(
                 "name": "m-intro",
                 "match": {"path_prefix": "/i"},
                 "upstream": upstream.url,
-                "auth": {"mode": "bearer", "provider": "m-opaque", "validate": "introspection"},
+                "auth": {
+                    "mode": "bearer",
+                    "provider": "m-opaque",
+                    "validate": "introspection",
+                    "audience": idp.resource,
+                },
             },
             {
                 "name": "m-jwt",
                 "match": {"path_prefix": "/j"},
                 "upstream": upstream.url,
-                "auth": {"mode": "bearer", "provider": "m-jwt", "validate": "jwt", "scopes": ["api:write"]},
+                "auth": {
+                    "mode": "bearer",
+                    "provider": "m-jwt",
+                    "validate": "jwt",
+                    "audience": idp_jwt.resource,
+                    "scopes": ["api:write"],
+                },
             },
         ],
     }
-    opaque = (await idp.obtain_tokens("alice", "openid api:read"))["access_token"]
+    resource = {"resource": idp.resource_indicator}  # opaque tokens carry aud only when bound to it
+    opaque = (await idp.obtain_tokens("alice", "openid api:read", extra=resource))["access_token"]
     jwt = (await idp_jwt.obtain_tokens("alice", "openid api:read"))["access_token"]
     client = await make_gateway(cfg)
     admin = await admin_for(client)

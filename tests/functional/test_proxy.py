@@ -31,7 +31,7 @@ def config(up: Upstream, **server: Any) -> dict[str, Any]:
                 "name": "private",
                 "match": {"path_prefix": "/private"},
                 "upstream": up.url,
-                "auth": {"mode": "bearer", "provider": "main"},
+                "auth": {"mode": "bearer", "provider": "main", "audience": "api"},
             },
         ],
     }

@@ -27,8 +27,17 @@ def route(name: str, prefix: str, upstream: Upstream, **auth: Any) -> dict[str, 
         "name": name,
         "match": {"path_prefix": prefix},
         "upstream": upstream.url,
-        "auth": {"mode": "bearer", "provider": "main", **auth},
+        "auth": {"mode": "bearer", "provider": "main", "audience": "api", **auth},
     }
+
+
+async def access_token(provider: IdP, login: str, scope: str) -> str:
+    """An access token whose ``aud`` is the provider's resource: JWTs always carry it, opaque tokens
+    only when the authorization request names the resource (RFC 8707)."""
+    opaque = provider.settings.access_token_format == "opaque"
+    extra = {"resource": provider.resource_indicator} if opaque else None
+    token: str = (await provider.obtain_tokens(login, scope, extra=extra))["access_token"]
+    return token
 
 
 def config(idp: IdP, upstream: Upstream, validate: str) -> dict[str, Any]:
@@ -88,8 +97,8 @@ async def test_claim_rules_on_bearer_routes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     provider = idp_jwt if validate == "jwt" else idp
-    alice = (await provider.obtain_tokens("alice", READ))["access_token"]
-    bob = (await provider.obtain_tokens("bob", READ))["access_token"]
+    alice = await access_token(provider, "alice", READ)
+    bob = await access_token(provider, "bob", READ)
     client = await started(make_gateway, config(provider, upstream, validate))
     resp = await client.get("/admin/x", headers={"Authorization": f"Bearer {alice}"})
     assert resp.status == 200, await resp.text()
@@ -112,8 +121,8 @@ async def test_scopes_by_method(
     make_gateway: GatewayFactory, upstream: Upstream, idp: IdP, idp_jwt: IdP, validate: str
 ) -> None:
     provider = idp_jwt if validate == "jwt" else idp
-    reader = (await provider.obtain_tokens("bob", READ))["access_token"]
-    writer = (await provider.obtain_tokens("bob", "openid api:write"))["access_token"]
+    reader = await access_token(provider, "bob", READ)
+    writer = await access_token(provider, "bob", "openid api:write")
     client = await started(make_gateway, config(provider, upstream, validate))
     auth = {"Authorization": f"Bearer {reader}"}
     assert (await client.get("/orders", headers=auth)).status == 200
@@ -129,7 +138,7 @@ async def test_scopes_by_method(
 async def test_legacy_carriers_only_where_enabled(
     make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token = (await idp_jwt.obtain_tokens("bob", READ))["access_token"]
+    token = await access_token(idp_jwt, "bob", READ)
     client = await started(make_gateway, config(idp_jwt, upstream, "jwt"))
     with caplog.at_level("DEBUG"):
         resp = await client.get(f"/modern?access_token={token}&q=1")
@@ -199,7 +208,7 @@ async def test_denials_are_counted_by_reason_class(
         )
         return value or 0.0
 
-    bob = (await idp_jwt.obtain_tokens("bob", READ))["access_token"]
+    bob = await access_token(idp_jwt, "bob", READ)
     before = (count("deny", "claims"), count("deny", "invalid_token"))
     client = await started(make_gateway, config(idp_jwt, upstream, "jwt"))
     async with aiohttp.ClientSession() as _:

@@ -242,7 +242,8 @@ async def test_bearer_or_session(
     login_setup: LoginFactory, store_kwargs: dict[str, str], browser: aiohttp.ClientSession
 ) -> None:
     setup = await login_setup(**store_kwargs)
-    tokens = await setup.idp.obtain_tokens("bob", "openid api:read")
+    resource = {"resource": setup.idp.resource_indicator}  # so the token carries aud = the route's audience
+    tokens = await setup.idp.obtain_tokens("bob", "openid api:read", extra=resource)
     async with (
         aiohttp.ClientSession() as api,
         api.get(setup.url + "/api/x", headers={"Authorization": f"Bearer {tokens['access_token']}"}) as r,

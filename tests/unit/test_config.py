@@ -152,7 +152,7 @@ routes:
   - name: api
     match: {path_prefix: /api}
     upstream: http://127.0.0.1:3000
-    auth: {mode: bearer, provider: mian}
+    auth: {mode: bearer, provider: mian, audience: api}
   - name: api
     match: {path_prefix: /other}
     upstream: http://127.0.0.1:3000
