@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
+from gateway.config.tls import tls_problems
 from gateway.errors import ConfigError, ConfigProblem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -123,7 +124,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
                 ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path)))
             )
         raise ConfigError(problems, source) from None
-    for problem in cross_field_problems(cfg):
+    for problem in [*cross_field_problems(cfg), *tls_problems(cfg)]:
         problems.append(ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path))))
     if problems:
         raise ConfigError(problems, source)

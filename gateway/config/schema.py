@@ -126,6 +126,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+PemFile = Annotated[str, Field(min_length=1)]
+
+
+class ServerTlsConfig(_Model):
+    cert_file: PemFile = Field(description="PEM certificate chain (leaf first); reloaded on SIGHUP.")
+    key_file: PemFile = Field(description="PEM private key of the certificate (unencrypted).")
+
+
+class ClientTlsConfig(_Model):
+    ca_file: PemFile | None = Field(
+        None, description="PEM bundle of the CAs to trust instead of the system's (private CA)."
+    )
+    cert_file: PemFile | None = Field(None, description="PEM client certificate (mTLS), leaf first.")
+    key_file: PemFile | None = Field(
+        None, description="PEM private key of cert_file; omit when cert_file holds it."
+    )
+
+
+class UpstreamTlsConfig(ClientTlsConfig):
+    server_name: str | None = Field(
+        None,
+        min_length=1,
+        description="Name sent as SNI and verified in the upstream's certificate (when connecting by IP).",
+    )
+
+
 class ServerConfig(_Model):
     listen: Listen = Field("0.0.0.0:8080", description="Public listener, host:port.")
     admin_listen: Listen = Field(
@@ -141,15 +174,37 @@ class ServerConfig(_Model):
         default_factory=list,
         description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
     )
-    upstream_timeout: Duration = Field(
-        timedelta(seconds=30), description="Time for the upstream to answer with headers (504 after)."
+    upstream_timeout: PositiveDuration = Field(
+        timedelta(seconds=30),
+        description="After the request is sent, time for the upstream's response headers (504 after); "
+        "`routes[].timeout` overrides it.",
     )
     shutdown_grace: Duration = Field(
         timedelta(seconds=25), description="On SIGTERM, how long in-flight requests get to finish."
     )
-    header_timeout: Duration = Field(
-        timedelta(seconds=10), description="Time a client has to send its request headers (slowloris guard)."
+    keepalive_timeout: PositiveDuration = Field(
+        timedelta(seconds=75),
+        description="How long an idle client (or load balancer) keep-alive connection stays open; "
+        "keep it above the load balancer's idle timeout (often 60s).",
     )
+    header_timeout: PositiveDuration = Field(
+        timedelta(seconds=10),
+        description="From a request's first byte, time to send the request line and headers "
+        "(slowloris guard).",
+    )
+    body_timeout: PositiveDuration = Field(
+        timedelta(seconds=60),
+        description="Longest silence while a request body is read: 408, or the connection is closed "
+        "once the answer has started.",
+    )
+    upstream_connect_timeout: PositiveDuration = Field(
+        timedelta(seconds=5), description="Time to open a connection (and TLS) to an upstream (504 after)."
+    )
+    upstream_idle_timeout: Duration = Field(
+        timedelta(0),
+        description="Longest silence between the upstream's response body chunks; 0 = none (SSE, long-poll).",
+    )
+    tls: ServerTlsConfig | None = Field(None, description="Serve HTTPS on `listen` with this certificate.")
     max_body_size: int = Field(
         0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed)."
     )
@@ -198,6 +253,9 @@ class ProviderConfig(_Model):
     )
     timeout: Duration = Field(
         timedelta(seconds=5), description="Time limit for each call to the provider (503 after)."
+    )
+    tls: ClientTlsConfig | None = Field(
+        None, description="CA bundle and client certificate (mTLS) for calls to this provider."
     )
 
 
@@ -280,6 +338,12 @@ class RouteConfig(_Model):
     strip_prefix: bool = Field(False, description="Remove path_prefix before forwarding.")
     preserve_host: bool = Field(False, description="Send the client's Host instead of the upstream's.")
     auth: AuthConfig = Field(description="Authentication and authorisation of the route.")
+    timeout: PositiveDuration | None = Field(
+        None, description="This route's upstream_timeout (time to the upstream's response headers)."
+    )
+    upstream_tls: UpstreamTlsConfig | None = Field(
+        None, description="CA bundle, client certificate (mTLS) and server_name for an https:// upstream."
+    )
 
 
 class GatewayConfig(_Model):
@@ -397,6 +461,8 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
         if server.listen == server.admin_listen:
             problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
     for name, provider in parts.providers.items():
+        if provider.tls is not None and provider.tls.key_file and not provider.tls.cert_file:
+            problems.append(ConfigProblem(f"providers.{name}.tls.cert_file", "required with key_file"))
         if provider.client_secret is None and provider.introspection_client_secret is None:
             problems.append(
                 ConfigProblem(
@@ -429,6 +495,11 @@ def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
                 ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches")
             )
         matches.setdefault(key, i)
+        if route.upstream_tls is not None and not str(route.upstream).startswith("https://"):
+            problems.append(ConfigProblem(f"{at}.upstream_tls", "applies only to an https:// upstream"))
+        tls = route.upstream_tls
+        if tls is not None and tls.key_file and not tls.cert_file:
+            problems.append(ConfigProblem(f"{at}.upstream_tls.cert_file", "required with key_file"))
         prefix = route.match.path_prefix
         if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
             problems.append(ConfigProblem(f"{at}.match.path_prefix", "/oauth2/ is reserved for the gateway"))

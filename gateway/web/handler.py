@@ -74,13 +74,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         target += "?" + credential.query
     url = URL(target, encoded=True)
     if websocket:
-        return await forward_websocket(request, rt.http, url, headers, stats=state.stats)
+        return await forward_websocket(
+            request, rt.http, url, headers, options=route.upstream_options, stats=state.stats
+        )
     return await forward_http(
         request,
         rt.http,
         url,
         headers,
-        client_timeout=rt.upstream_timeout,
+        options=route.upstream_options,
         max_body_size=rt.cfg.server.max_body_size,
         stats=state.stats,
         body=credential.body,
