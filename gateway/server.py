@@ -73,7 +73,7 @@ class Gateway:
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        self.limits = _limits(cfg.server)
+        self.limits = ListenerLimits.of(cfg.server)
         self.tls = server_context(cfg.server.tls) if cfg.server.tls is not None else None
 
     async def run(self) -> None:
@@ -155,7 +155,7 @@ class Gateway:
 
     def _reload_listener(self, new: ServerConfig) -> None:
         """Timeouts apply at once; a renewed certificate is presented from the next handshake on."""
-        fresh = _limits(new)
+        fresh = ListenerLimits.of(new)
         limits = self.limits
         limits.keepalive, limits.header, limits.body = fresh.keepalive, fresh.header, fresh.body
         if (new.tls is None) != (self.tls is None):
@@ -165,14 +165,6 @@ class Gateway:
                 load_server_cert(self.tls, new.tls)  # check-config parsed them; they may change again
             except (OSError, ValueError) as exc:
                 log.error("server.tls: keeping the certificate in use, the new one does not load: %s", exc)
-
-
-def _limits(server: ServerConfig) -> ListenerLimits:
-    return ListenerLimits(
-        keepalive=server.keepalive_timeout.total_seconds(),
-        header=server.header_timeout.total_seconds(),
-        body=server.body_timeout.total_seconds(),
-    )
 
 
 async def _close_later(runtime: Runtime, successor: Runtime, delay: float) -> None:

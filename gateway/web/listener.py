@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from gateway.config.schema import ServerConfig
 from gateway.errors import RequestTimeout
 
 _IDLE, _HEAD, _BODY = 0, 1, 2
@@ -28,6 +29,14 @@ class ListenerLimits:
     keepalive: float
     header: float
     body: float
+
+    @classmethod
+    def of(cls, server: ServerConfig) -> ListenerLimits:
+        return cls(
+            keepalive=server.keepalive_timeout.total_seconds(),
+            header=server.header_timeout.total_seconds(),
+            body=server.body_timeout.total_seconds(),
+        )
 
 
 class _Connection(RequestHandler):

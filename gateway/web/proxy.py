@@ -18,7 +18,13 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import GatewayError, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    GatewayError,
+    PayloadTooLarge,
+    RequestTimeout,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.web.headers import response_headers_for_client
 
 log = logging.getLogger("tokengate.proxy")
@@ -79,14 +85,22 @@ class ProxyStats:
     bytes_in: int = 0
     bytes_out: int = 0
     status: int | None = None
+    answer_started: bool = False  # the status line went to the client: no error answer is possible
 
 
 async def _limited_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(CHUNK):
-        stats.bytes_in += len(chunk)
-        if limit and stats.bytes_in > limit:
-            raise PayloadTooLarge()
-        yield chunk
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            stats.bytes_in += len(chunk)
+            if limit and stats.bytes_in > limit:
+                raise PayloadTooLarge()
+            yield chunk
+    except RequestTimeout:
+        # The client stalled its body (gateway.web.listener). Before the answer this becomes a 408;
+        # after it (a full-duplex upstream answering while it reads) the connection is cut (DESIGN §7).
+        if stats.answer_started and request.transport is not None:
+            request.transport.abort()
+        raise
 
 
 def _request_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes] | None:
@@ -167,6 +181,7 @@ async def _relay_answer(
         return response
     if length is not None:
         response.content_length = length
+    stats.answer_started = True
     await response.prepare(request)
     try:
         async for chunk in upstream.content.iter_any():

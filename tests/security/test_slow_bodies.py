@@ -7,6 +7,9 @@ import asyncio
 import json
 from pathlib import Path
 
+from aiohttp import web
+
+from tests.support.net import free_port
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
@@ -45,3 +48,37 @@ async def test_stalled_request_body_is_answered_408(upstream: Upstream, tmp_path
         writer.close()
     finally:
         gw.stop()
+
+
+async def test_stalled_body_after_the_answer_started_closes_the_connection(tmp_path: Path) -> None:
+    """Slow-body DoS on a full-duplex upstream: once the answer has started, a stalled body still ends."""
+
+    async def early(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)  # answer first, then read the body (as streaming APIs do)
+        await resp.write(b"started\n")
+        await request.read()
+        await resp.write(b"body complete\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/early", early)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    gw = start_gateway(CONFIG.replace("UPSTREAM", f"http://127.0.0.1:{port}"), tmp_path)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=20)
+        assert head.startswith(b"HTTP/1.1 200")
+        rest = await asyncio.wait_for(reader.read(), timeout=20)  # EOF: the connection was cut
+        assert b"started" in rest
+        assert b"body complete" not in rest
+        assert not rest.endswith(b"0\r\n\r\n")  # no final chunk: the client knows the answer is truncated
+        writer.close()
+    finally:
+        gw.stop()
+        await runner.cleanup()
