@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from aiohttp import web
 from cryptography import x509
 
 from gateway.app import swap_runtime
-from gateway.config import parse_config
+from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
@@ -296,8 +298,10 @@ routes:
     upstream_tls: {{key_file: "{leaf.key_file}"}}
     auth: {{mode: public}}
 """
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text)
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, env={})
+        load_config(config, env={})
     paths = {p.path: p.message for p in caught.value.problems}
     assert "no unencrypted PEM private key matching cert_file" in paths["server.tls.key_file"]
     assert "cannot read" in paths["providers.main.tls.ca_file"]
@@ -305,13 +309,18 @@ routes:
     assert paths["routes[0].upstream_tls.cert_file"] == "not a PEM certificate"
     assert paths["routes[1].upstream_tls"] == "applies only to an https:// upstream"
     assert paths["routes[1].upstream_tls.cert_file"] == "required with key_file"
-    # And the same files, right: no problem at all.
-    good = parse_config(
-        text.split("providers:")[0].replace(str(other.key_file), str(leaf.key_file))
-        + """
-routes:
-  - {name: p, match: {path_prefix: /}, upstream: "http://127.0.0.1:9", auth: {mode: public}}
-""",
-        env={},
+    checked = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert good.server.tls is not None
+    assert checked.returncode == 2
+    assert "server.tls.key_file (line 4): no unencrypted PEM private key" in checked.stdout + checked.stderr
+    assert "Traceback" not in checked.stdout + checked.stderr
+    # And the same files, right: no problem at all.
+    config.write_text(
+        text.split("providers:")[0].replace(str(other.key_file), str(leaf.key_file))
+        + "routes:\n  - {name: p, upstream: 'http://127.0.0.1:9', auth: {mode: public}}\n"
+    )
+    assert load_config(config, env={}).server.tls is not None
