@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
 )
 
+from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.errors import ConfigProblem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -133,30 +134,6 @@ def _positive(value: timedelta) -> timedelta:
 
 
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
-PemFile = Annotated[str, Field(min_length=1)]
-
-
-class ServerTlsConfig(_Model):
-    cert_file: PemFile = Field(description="PEM certificate chain (leaf first); reloaded on SIGHUP.")
-    key_file: PemFile = Field(description="PEM private key of the certificate (unencrypted).")
-
-
-class ClientTlsConfig(_Model):
-    ca_file: PemFile | None = Field(
-        None, description="PEM bundle of the CAs to trust instead of the system's (private CA)."
-    )
-    cert_file: PemFile | None = Field(None, description="PEM client certificate (mTLS), leaf first.")
-    key_file: PemFile | None = Field(
-        None, description="PEM private key of cert_file; omit when cert_file holds it."
-    )
-
-
-class UpstreamTlsConfig(ClientTlsConfig):
-    server_name: str | None = Field(
-        None,
-        min_length=1,
-        description="Name sent as SNI and verified in the upstream's certificate (when connecting by IP).",
-    )
 
 
 class ServerConfig(_Model):

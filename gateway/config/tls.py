@@ -5,11 +5,45 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 from cryptography import x509
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.config.schema import ClientTlsConfig, GatewayConfig, ServerTlsConfig
 from gateway.errors import ConfigProblem
+
+if TYPE_CHECKING:
+    from gateway.config.schema import GatewayConfig
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)  # as schema's
+
+
+PemFile = Annotated[str, Field(min_length=1)]
+
+
+class ServerTlsConfig(_Model):
+    cert_file: PemFile = Field(description="PEM certificate chain (leaf first); reloaded on SIGHUP.")
+    key_file: PemFile = Field(description="PEM private key of the certificate (unencrypted).")
+
+
+class ClientTlsConfig(_Model):
+    ca_file: PemFile | None = Field(
+        None, description="PEM bundle of the CAs to trust instead of the system's (private CA)."
+    )
+    cert_file: PemFile | None = Field(None, description="PEM client certificate (mTLS), leaf first.")
+    key_file: PemFile | None = Field(
+        None, description="PEM private key of cert_file; omit when cert_file holds it."
+    )
+
+
+class UpstreamTlsConfig(ClientTlsConfig):
+    server_name: str | None = Field(
+        None,
+        min_length=1,
+        description="Name sent as SNI and verified in the upstream's certificate (when connecting by IP).",
+    )
 
 
 def server_context(cfg: ServerTlsConfig) -> ssl.SSLContext:

@@ -15,8 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config.schema import ClientTlsConfig
-from gateway.config.tls import client_context
+from gateway.config.tls import ClientTlsConfig, client_context
 from gateway.errors import ProviderUnavailable
 
 # A provider document (JWKS, discovery, token answer) is a few KiB; refuse to buffer without bound.
