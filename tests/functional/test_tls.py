@@ -130,8 +130,16 @@ class MtlsUpstream:
         self.peers.append(peer)
         return web.json_response({"client": peer})
 
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            await ws.send_str(f"{peer_common_name(request.transport)}:{msg.data}")
+        return ws
+
     async def start(self) -> None:
         app = web.Application()
+        app.router.add_get("/{name}/ws", self._ws)
         app.router.add_get("/{tail:.*}", self._hello)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
@@ -174,6 +182,19 @@ async def test_upstream_that_requires_a_client_certificate(pki: Pki, make_gatewa
             assert resp.status == 502, name
             assert (await resp.json())["error"] == "bad_gateway"
         assert up.peers == ["gateway"]  # only the good route's request got through
+        async with client.ws_connect("/good/ws") as ws:  # WebSockets use the route's TLS too
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=10)).data == "gateway:hi"
+        resp = await client.get(
+            "/nocert/ws",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
+        assert resp.status == 502
     finally:
         if up.runner is not None:
             await up.runner.cleanup()
