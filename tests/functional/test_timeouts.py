@@ -5,6 +5,8 @@ headers (globally and per route) and the silence allowed between its body chunks
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -194,3 +196,28 @@ async def test_connect_and_header_limits_reach_the_upstream_client(
     assert compiled["d"].upstream_options.timeout.sock_read == 30  # the default upstream_timeout
     assert compiled["d"].upstream_options.timeout.total is None
     assert compiled["d"].upstream_options.idle is None  # 0s: no limit between body chunks
+
+
+async def test_upstream_connect_timeout_is_504(make_gateway: GatewayFactory, upstream: Upstream) -> None:
+    # A listening socket whose accept queue is full: the kernel drops further SYNs, so connect() hangs.
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    port = blackhole.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        routes = [public_route("hole", "/", f"http://127.0.0.1:{port}")]
+        client = await make_gateway(config(upstream, routes, upstream_connect_timeout="300ms"))
+        resp = await client.get("/x")  # upstream_timeout (30 s) never comes into play
+        assert resp.status == 504
+        assert (await resp.json())["error"] == "gateway_timeout"
+    finally:
+        for filler in fillers:
+            filler.close()
+        blackhole.close()
