@@ -6,6 +6,7 @@
     ├── NotFound                     404 not_found
     ├── MethodNotAllowed             405 method_not_allowed  (+ Allow)
     ├── PayloadTooLarge              413 payload_too_large
+    ├── RequestTimeout               408 request_timeout     (request body stalled: DESIGN §7)
     ├── AuthError                    (RFC 6750 §3 errors; carry WWW-Authenticate)
     │   ├── MissingCredentials       401 (no error code: RFC 6750 §3.1)
     │   ├── InvalidRequest           400 invalid_request
@@ -72,6 +73,15 @@ class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"
     message = "the request body is too large"
+
+
+class RequestTimeout(GatewayError, TimeoutError):
+    """The client stalled its request body past ``server.body_timeout``. Also a TimeoutError, so
+    aiohttp's lingering read after the answer treats it as the timeout it is and closes the connection."""
+
+    status = 408
+    code = "request_timeout"
+    message = "the request body did not arrive in time"
 
 
 class AuthError(GatewayError):

@@ -21,16 +21,18 @@ from aiohttp import web
 from gateway import metrics
 from gateway.app import create_admin_app, create_app, swap_runtime
 from gateway.config import load_config
-from gateway.config.schema import GatewayConfig, split_listen
+from gateway.config.schema import GatewayConfig, ServerConfig, split_listen
+from gateway.config.tls import load_server_cert, server_context
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging
+from gateway.web.listener import GatewayRunner, ListenerLimits
 from gateway.web.runtime import Runtime
 from gateway.web.state import RUNTIME
 
 log = logging.getLogger("tokengate")
 
 WATCH_INTERVAL = 1.0
-_RESTART_ONLY = ("listen", "admin_listen", "workers", "header_timeout", "shutdown_grace")
+_RESTART_ONLY = ("listen", "admin_listen", "workers", "shutdown_grace")
 
 
 def tune_gc() -> None:
@@ -71,23 +73,23 @@ class Gateway:
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self.limits = ListenerLimits.of(cfg.server)
+        self.tls = server_context(cfg.server.tls) if cfg.server.tls is not None else None
 
     async def run(self) -> None:
         server = self.cfg.server
         grace = server.shutdown_grace.total_seconds()
-        runner = web.AppRunner(
-            self.app,
-            handler_cancellation=True,
-            access_log=None,
-            keepalive_timeout=server.header_timeout.total_seconds(),
-            shutdown_timeout=grace,
+        runner = GatewayRunner(
+            self.app, self.limits, handler_cancellation=True, access_log=None, shutdown_timeout=grace
         )
         admin_runner = web.AppRunner(self.admin, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         await admin_runner.setup()
         host, port = split_listen(server.listen)
         ahost, aport = split_listen(server.admin_listen)
-        await web.TCPSite(runner, host, port, reuse_port=self.reuse_port, backlog=1024).start()
+        await web.TCPSite(
+            runner, host, port, reuse_port=self.reuse_port, backlog=1024, ssl_context=self.tls
+        ).start()
         await web.TCPSite(admin_runner, ahost, aport, reuse_port=self.reuse_port).start()
         log.info(
             "tokengate listening on %s (admin %s), pid %d", server.listen, server.admin_listen, os.getpid()
@@ -142,6 +144,7 @@ class Gateway:
                 metrics.CONFIG_RELOADS.labels("failed").inc()
                 log.exception("reload (%s) failed, keeping the running config", why)
                 return False
+            self._reload_listener(new.server)
             self.cfg = new
             metrics.CONFIG_RELOADS.labels("success").inc()
             log.info("configuration reloaded (%s): %d routes", why, len(new.routes))
@@ -149,6 +152,19 @@ class Gateway:
                 _close_later(old, self.app[RUNTIME].current, new.server.shutdown_grace.total_seconds())
             )
             return True
+
+    def _reload_listener(self, new: ServerConfig) -> None:
+        """Timeouts apply at once; a renewed certificate is presented from the next handshake on."""
+        fresh = ListenerLimits.of(new)
+        limits = self.limits
+        limits.keepalive, limits.header, limits.body = fresh.keepalive, fresh.header, fresh.body
+        if (new.tls is None) != (self.tls is None):
+            log.warning("server.tls added or removed: takes effect only after a restart")
+        elif new.tls is not None and self.tls is not None:
+            try:
+                load_server_cert(self.tls, new.tls)  # check-config parsed them; they may change again
+            except (OSError, ValueError) as exc:
+                log.error("server.tls: keeping the certificate in use, the new one does not load: %s", exc)
 
 
 async def _close_later(runtime: Runtime, successor: Runtime, delay: float) -> None:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.idp",
     "tests.fixtures.gateway",
     "tests.fixtures.login",
+    "tests.support.tls",
 ]

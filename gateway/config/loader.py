@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
+from gateway.config.tls import tls_problems
 from gateway.config.trust import trust_problems
 from gateway.errors import ConfigError, ConfigProblem
 
@@ -89,8 +90,11 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(p for p in loc if isinstance(p, int) or ("[" not in p and p not in {"str", "int", "bool"}))
 
 
-def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Parse YAML text into a validated config, or raise ConfigError with every problem found."""
+def parse_config(
+    text: str, source: str = "<string>", env: Mapping[str, str] | None = None, *, check_files: bool = False
+) -> GatewayConfig:
+    """Parse YAML text into a validated config, or raise ConfigError with every problem found. With
+    ``check_files`` (check-config, start, reload), the TLS files it names must exist and parse too."""
     env = os.environ if env is None else env
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -124,7 +128,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
                 ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path)))
             )
         raise ConfigError(problems, source) from None
-    for problem in _rule_problems(ConfigParts.of(cfg)):
+    for problem in [*_rule_problems(ConfigParts.of(cfg)), *(tls_problems(cfg) if check_files else [])]:
         problems.append(ConfigProblem(problem.path, problem.message, lines.get(_parse_path(problem.path))))
     if problems:
         raise ConfigError(problems, source)
@@ -148,4 +152,4 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Gatew
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigProblem("", f"cannot read the file: {exc.strerror}")], str(path)) from None
-    return parse_config(text, str(path), env)
+    return parse_config(text, str(path), env, check_files=True)

@@ -200,6 +200,8 @@ def type_cell(field: FieldInfo, child_path: str | None) -> str:
 def format_duration(value: timedelta) -> str:
     """The largest unit that states the value exactly: 500ms, 30s, 15m, 12h, 1d."""
     ms = round(value.total_seconds() * 1000)
+    if not ms:
+        return "0s"
     for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
         if ms and ms % size == 0:
             return f"{ms // size}{unit}"
@@ -344,11 +346,15 @@ _CROSS_FIELD = _markdown_table(
 _NOTES: dict[str, str] = {
     "server": """\
 - `listen`, `admin_listen` and `workers` take effect only after a restart (a reload logs a warning
-  for each). `header_timeout` and the drain time of `shutdown_grace` are also read once at start;
-  everything else applies on reload.
-- `header_timeout` is the listener's keep-alive timeout: a connection that has not delivered a
-  complete request within this time of connecting, or that stays idle this long between requests,
-  is closed.
+  for each). The drain time of `shutdown_grace`, and whether `tls` is set, are also read once at
+  start; everything else applies on reload (`keepalive_timeout` to connections opened after it), and
+  a reload reads every certificate file again.
+- Each timeout bounds one thing: `keepalive_timeout` an idle connection (between requests, or before
+  the first), `header_timeout` a request head from its first byte, `body_timeout` the silence within
+  a request body (the client's: not while the gateway waits for the upstream to take the bytes),
+  `upstream_connect_timeout` the connection to the upstream, `upstream_timeout` (or the route's
+  `timeout`) the wait from the end of the request to the upstream's answer headers, and
+  `upstream_idle_timeout` the silence between answer body chunks. See docs/operations.md, "Timeouts".
 - `trusted_proxies`: only from these peers are `X-Forwarded-For` (appended to), `X-Forwarded-Proto`,
   `X-Forwarded-Host` and `X-Request-Id` believed. From any other peer the gateway sets
   `X-Forwarded-For` to the peer address and `-Proto` / `-Host` to its own values. IPv4-mapped IPv6

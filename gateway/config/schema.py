@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_problems
+from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.errors import ConfigProblem
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -127,6 +128,15 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+
+
 class ServerConfig(_Model):
     listen: Listen = Field("0.0.0.0:8080", description="Public listener, host:port.")
     admin_listen: Listen = Field(
@@ -142,15 +152,37 @@ class ServerConfig(_Model):
         default_factory=list,
         description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
     )
-    upstream_timeout: Duration = Field(
-        timedelta(seconds=30), description="Time for the upstream to answer with headers (504 after)."
+    upstream_timeout: PositiveDuration = Field(
+        timedelta(seconds=30),
+        description="After the request is sent, time for the upstream's response headers (504 after); "
+        "`routes[].timeout` overrides it.",
     )
     shutdown_grace: Duration = Field(
         timedelta(seconds=25), description="On SIGTERM, how long in-flight requests get to finish."
     )
-    header_timeout: Duration = Field(
-        timedelta(seconds=10), description="Time a client has to send its request headers (slowloris guard)."
+    keepalive_timeout: PositiveDuration = Field(
+        timedelta(seconds=75),
+        description="How long an idle client (or load balancer) keep-alive connection stays open; "
+        "keep it above the load balancer's idle timeout (often 60s).",
     )
+    header_timeout: PositiveDuration = Field(
+        timedelta(seconds=10),
+        description="From a request's first byte, time to send the request line and headers "
+        "(slowloris guard).",
+    )
+    body_timeout: PositiveDuration = Field(
+        timedelta(seconds=60),
+        description="Longest silence while a request body is read: 408, or the connection is closed "
+        "once the answer has started.",
+    )
+    upstream_connect_timeout: PositiveDuration = Field(
+        timedelta(seconds=5), description="Time to open a connection (and TLS) to an upstream (504 after)."
+    )
+    upstream_idle_timeout: Duration = Field(
+        timedelta(0),
+        description="Longest silence between the upstream's response body chunks; 0 = none (SSE, long-poll).",
+    )
+    tls: ServerTlsConfig | None = Field(None, description="Serve HTTPS on `listen` with this certificate.")
     max_body_size: int = Field(
         0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed)."
     )
@@ -204,6 +236,9 @@ class ProviderConfig(_Model):
         False,
         description="Allow a plain http:// issuer and endpoints off loopback (a private network you "
         "trust, e.g. docker-compose service names); loopback never needs it.",
+    )
+    tls: ClientTlsConfig | None = Field(
+        None, description="CA bundle and client certificate (mTLS) for calls to this provider."
     )
 
 
@@ -305,6 +340,12 @@ class RouteConfig(_Model):
     strip_prefix: bool = Field(False, description="Remove path_prefix before forwarding.")
     preserve_host: bool = Field(False, description="Send the client's Host instead of the upstream's.")
     auth: AuthConfig = Field(description="Authentication and authorisation of the route.")
+    timeout: PositiveDuration | None = Field(
+        None, description="This route's upstream_timeout (time to the upstream's response headers)."
+    )
+    upstream_tls: UpstreamTlsConfig | None = Field(
+        None, description="CA bundle, client certificate (mTLS) and server_name for an https:// upstream."
+    )
 
 
 class GatewayConfig(_Model):
@@ -423,6 +464,8 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
         if server.listen == server.admin_listen:
             problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
     for name, provider in parts.providers.items():
+        if provider.tls is not None and provider.tls.key_file and not provider.tls.cert_file:
+            problems.append(ConfigProblem(f"providers.{name}.tls.cert_file", "required with key_file"))
         if provider.client_secret is None and provider.introspection_client_secret is None:
             problems.append(
                 ConfigProblem(
@@ -455,6 +498,11 @@ def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
                 ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches")
             )
         matches.setdefault(key, i)
+        if route.upstream_tls is not None and not str(route.upstream).startswith("https://"):
+            problems.append(ConfigProblem(f"{at}.upstream_tls", "applies only to an https:// upstream"))
+        tls = route.upstream_tls
+        if tls is not None and tls.key_file and not tls.cert_file:
+            problems.append(ConfigProblem(f"{at}.upstream_tls.cert_file", "required with key_file"))
         prefix = route.match.path_prefix
         if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
             problems.append(ConfigProblem(f"{at}.match.path_prefix", "/oauth2/ is reserved for the gateway"))

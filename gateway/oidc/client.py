@@ -55,7 +55,7 @@ class ProviderClient:
         self.cfg = cfg
         self.metadata: ProviderMetadata | None = None
         self._needs = frozenset(needs)
-        self._http = ProviderHttp(name, http, cfg.timeout.total_seconds())
+        self._http = ProviderHttp(name, http, cfg.timeout.total_seconds(), tls=cfg.tls)
         leeway = cfg.jwt_leeway.total_seconds()
         self._jwks = JwksCache(name, self._http, self._jwks_uri, clock, jwks_min_refetch_interval)
         self._jwt = JwtAccessTokenVerifier(cfg.issuer, self._jwks, clock, leeway)
@@ -76,6 +76,11 @@ class ProviderClient:
         self._task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def reload_tls(self) -> None:
+        """Re-read providers.*.tls files (a renewed client certificate or CA bundle) on a config
+        reload that keeps this client; new connections use them."""
+        self._http.load_tls(self.cfg.tls)
 
     @property
     def needs(self) -> frozenset[str]:

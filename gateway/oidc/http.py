@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
+from gateway.config.tls import ClientTlsConfig, client_context
 from gateway.errors import ProviderUnavailable
 
 # A provider document (JWKS, discovery, token answer) is a few KiB; refuse to buffer without bound.
@@ -40,12 +42,28 @@ class ProviderResponse:
 
 class ProviderHttp:
     """Calls one provider through a shared aiohttp session; every call has one deadline for all of
-    connect, send, wait and read, so no call can hang past ``timeout`` seconds."""
+    connect, send, wait and read, so no call can hang past ``timeout`` seconds. With
+    ``providers.*.tls`` its connections verify against that CA bundle and present that client
+    certificate (the shared session pools them apart: aiohttp keys connections by SSL context)."""
 
-    def __init__(self, provider: str, session: aiohttp.ClientSession, timeout: float) -> None:
+    def __init__(
+        self,
+        provider: str,
+        session: aiohttp.ClientSession,
+        timeout: float,
+        *,
+        tls: ClientTlsConfig | None = None,
+    ) -> None:
         self.provider = provider
         self.session = session
         self.timeout = timeout
+        self.ssl: ssl.SSLContext | bool = True
+        self.load_tls(tls)
+
+    def load_tls(self, tls: ClientTlsConfig | None) -> None:
+        """(Re)build the TLS context from its files; the next new connection uses it."""
+        ctx = client_context(tls)
+        self.ssl = ctx if ctx is not None else True
 
     async def call(
         self,
@@ -68,7 +86,12 @@ class ProviderHttp:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.session.request(
-                    method, url, data=form, headers=send_headers, allow_redirects=follow_redirects
+                    method,
+                    url,
+                    data=form,
+                    headers=send_headers,
+                    allow_redirects=follow_redirects,
+                    ssl=self.ssl,
                 ) as resp:
                     status = resp.status
                     if status >= 500 or status < 200 or 300 <= status < 400:

@@ -127,7 +127,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
             session_ended = await session_websocket(request, rt, request.app[SESSION_SOCKETS])
         try:
             return await forward_websocket(
-                request, rt.http, url, headers, stats=state.stats, closed_when=session_ended
+                request,
+                rt.http,
+                url,
+                headers,
+                options=route.upstream_options,
+                stats=state.stats,
+                closed_when=session_ended,
             )
         finally:
             if session_ended is not None:
@@ -137,7 +143,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         rt.http,
         url,
         headers,
-        client_timeout=rt.upstream_timeout,
+        options=route.upstream_options,
         max_body_size=rt.cfg.server.max_body_size,
         stats=state.stats,
         body=credential.body,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
@@ -17,7 +18,13 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import (
+    GatewayError,
+    PayloadTooLarge,
+    RequestTimeout,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from gateway.web.headers import response_headers_for_client
 
 log = logging.getLogger("tokengate.proxy")
@@ -25,6 +32,49 @@ log = logging.getLogger("tokengate.proxy")
 CHUNK = 64 * 1024
 SMALL_BODY = 64 * 1024  # answers up to this size with a known length are read at once (cheaper)
 _NO_BODY_STATUS = frozenset({204, 304})
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamOptions:
+    """How one route talks to its upstream (DESIGN §8), built once per route and runtime.
+
+    ``timeout`` is aiohttp's: ``sock_connect`` = upstream_connect_timeout, ``sock_read`` = the route's
+    upstream_timeout, which aiohttp counts from the end of the request body to the first answer
+    bytes; once the answer's headers are in, the read limit becomes ``idle`` (None: none), so a quiet
+    SSE stream is not cut by a limit meant for the first byte."""
+
+    timeout: aiohttp.ClientTimeout
+    idle: float | None = None
+    ssl: ssl.SSLContext | bool = True
+    server_hostname: str | None = None
+
+
+def upstream_options(
+    *,
+    connect: float,
+    headers: float,
+    idle: float,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> UpstreamOptions:
+    return UpstreamOptions(
+        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=headers),
+        idle=idle or None,
+        ssl=ssl_context if ssl_context is not None else True,
+        server_hostname=server_hostname,
+    )
+
+
+def _own_error(exc: BaseException) -> GatewayError | None:
+    """The gateway's error behind a client exception: the request body's reader raised it
+    (too large, or the client stalled it) while aiohttp was sending the body."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 5:
+        if isinstance(cause, GatewayError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
 
 
 @dataclass(slots=True)
@@ -35,14 +85,22 @@ class ProxyStats:
     bytes_in: int = 0
     bytes_out: int = 0
     status: int | None = None
+    answer_started: bool = False  # the status line went to the client: no error answer is possible
 
 
 async def _limited_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(CHUNK):
-        stats.bytes_in += len(chunk)
-        if limit and stats.bytes_in > limit:
-            raise PayloadTooLarge()
-        yield chunk
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK):
+            stats.bytes_in += len(chunk)
+            if limit and stats.bytes_in > limit:
+                raise PayloadTooLarge()
+            yield chunk
+    except RequestTimeout:
+        # The client stalled its body (gateway.web.listener). Before the answer this becomes a 408;
+        # after it (a full-duplex upstream answering while it reads) the connection is cut (DESIGN §7).
+        if stats.answer_started and request.transport is not None:
+            request.transport.abort()
+        raise
 
 
 def _request_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes] | None:
@@ -60,7 +118,7 @@ async def forward_http(
     url: URL,
     headers: CIMultiDict[str],
     *,
-    client_timeout: aiohttp.ClientTimeout,
+    options: UpstreamOptions,
     max_body_size: int,
     stats: ProxyStats,
     body: bytes | None = None,
@@ -78,20 +136,25 @@ async def forward_http(
             headers=headers,
             data=data,
             allow_redirects=False,
-            timeout=client_timeout,
+            timeout=options.timeout,
+            ssl=options.ssl,
+            server_hostname=options.server_hostname,
         )
-    except PayloadTooLarge:
-        raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(detail=f"{url.host}:{url.port}: {type(exc).__name__}") from exc
-    except aiohttp.ClientPayloadError as exc:
-        if isinstance(exc.__cause__, PayloadTooLarge):
-            raise PayloadTooLarge() from exc
-        raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {exc}") from exc
-    except (aiohttp.ClientError, OSError) as exc:
+    except GatewayError:
+        raise  # the body reader's own (413, 408)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        own = _own_error(exc)
+        if own is not None:
+            raise own from exc
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            raise UpstreamTimeout(detail=f"{url.host}:{url.port}: {type(exc).__name__}") from exc
         raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {type(exc).__name__}: {exc}") from exc
     stats.upstream_seconds = loop.time() - started
     stats.status = upstream.status
+    if upstream.connection is not None and upstream.connection.protocol is not None:
+        # From here on the read limit is the silence between body chunks (DESIGN §8).
+        upstream.connection.protocol.read_timeout = options.idle
+        upstream.connection.protocol.start_timeout()
     try:
         return await _relay_answer(request, upstream, stats)
     finally:
@@ -118,6 +181,7 @@ async def _relay_answer(
         return response
     if length is not None:
         response.content_length = length
+    stats.answer_started = True
     await response.prepare(request)
     try:
         async for chunk in upstream.content.iter_any():
@@ -140,6 +204,7 @@ async def forward_websocket(
     url: URL,
     headers: CIMultiDict[str],
     *,
+    options: UpstreamOptions,
     stats: ProxyStats,
     closed_when: Awaitable[object] | None = None,
 ) -> web.WebSocketResponse:
@@ -160,6 +225,8 @@ async def forward_websocket(
             autoping=True,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10.0),
             max_msg_size=0,
+            ssl=options.ssl,
+            server_hostname=options.server_hostname,
         )
     except aiohttp.WSServerHandshakeError as exc:
         raise UpstreamUnavailable(detail=f"websocket handshake refused: {exc.status}") from exc

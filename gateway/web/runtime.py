@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 from yarl import URL
 
-from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig
+from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig, ServerConfig
+from gateway.config.tls import client_context
 from gateway.config.trust import ANY_AUDIENCE
 from gateway.oidc import ProviderClient
 from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
 from gateway.sessions import open_store
 from gateway.web.headers import TrustedProxies
+from gateway.web.proxy import UpstreamOptions, upstream_options
 
 if TYPE_CHECKING:
     from gateway.sessions import SessionStore
@@ -49,11 +51,15 @@ class CompiledRoute:
     forward_token: bool
     allow_query_token: bool
     allow_form_token: bool
+    upstream_options: UpstreamOptions
 
     @classmethod
-    def build(cls, cfg: RouteConfig, providers: dict[str, ProviderClient]) -> CompiledRoute:
+    def build(
+        cls, cfg: RouteConfig, providers: dict[str, ProviderClient], server: ServerConfig
+    ) -> CompiledRoute:
         upstream = URL(cfg.upstream) if cfg.upstream is not None else None
         auth = cfg.auth
+        tls = cfg.upstream_tls
         return cls(
             name=cfg.name,
             mode=auth.mode,
@@ -68,6 +74,14 @@ class CompiledRoute:
             forward_token=auth.forward_token,
             allow_query_token=auth.allow_query_token,
             allow_form_token=auth.allow_form_token,
+            # Built per runtime: a reload re-reads the upstream_tls files (renewed certificates).
+            upstream_options=upstream_options(
+                connect=server.upstream_connect_timeout.total_seconds(),
+                headers=(cfg.timeout or server.upstream_timeout).total_seconds(),
+                idle=server.upstream_idle_timeout.total_seconds(),
+                ssl_context=client_context(tls),
+                server_hostname=tls.server_name if tls is not None else None,
+            ),
         )
 
     @property
@@ -140,7 +154,6 @@ class Runtime:
     http: aiohttp.ClientSession
     cookies: CookieSettings
     redirect_uri: str | None
-    upstream_timeout: aiohttp.ClientTimeout
     clock: Callable[[], float] = time.time
     compiled: tuple[CompiledRoute, ...] = field(default=())
 
@@ -203,9 +216,10 @@ def build_runtime(
             and previous.store is store
         ):
             providers[name] = old
+            old.reload_tls()  # unchanged config, maybe renewed files
         else:
             providers[name] = ProviderClient(name, pcfg, http, needs=needs, shared_cache=store, clock=clock)
-    compiled = tuple(CompiledRoute.build(r, providers) for r in cfg.routes)
+    compiled = tuple(CompiledRoute.build(r, providers, cfg.server) for r in cfg.routes)
     audience_warnings(cfg)
     table = RouteTable(
         RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
@@ -218,7 +232,6 @@ def build_runtime(
     # guarantee (a cookie of that name cannot be set over plain http by a network attacker).
     prefix = ("__Secure-" if domain else "__Host-") if secure else ""
     name = prefix + cfg.sessions.cookie_name
-    timeout_s = cfg.server.upstream_timeout.total_seconds()
     return Runtime(
         cfg=cfg,
         routes=table,
@@ -230,9 +243,6 @@ def build_runtime(
             name=name, secure=secure, login_prefix=name + LOGIN_COOKIE_INFIX, domain=domain
         ),
         redirect_uri=f"{public_url}/oauth2/callback" if public_url else None,
-        upstream_timeout=aiohttp.ClientTimeout(
-            total=None, sock_connect=min(timeout_s, 10.0), sock_read=timeout_s
-        ),
         clock=clock,
         compiled=compiled,
     )
