@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway import tracing
 from gateway.config.schema import GatewayConfig
 from gateway.web.admin import admin_routes
 from gateway.web.handler import handle
@@ -35,6 +37,13 @@ def new_http_client() -> aiohttp.ClientSession:
     )
 
 
+def tracing_settings(cfg: GatewayConfig) -> tracing.TracingSettings:
+    given = cfg.server.tracing
+    if given is None:
+        return tracing.TracingSettings()
+    return tracing.TracingSettings(given.otlp_endpoint, given.service_name, given.sample_ratio)
+
+
 def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The public application; its runtime is built and started on startup, closed on cleanup."""
     app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 16384})
@@ -43,6 +52,7 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
     app[REFRESHER] = SessionRefresher()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        traced = tracing.start(tracing_settings(cfg))
         http = new_http_client()
         app[HTTP_CLIENT] = http
         try:
@@ -50,12 +60,16 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
             await runtime.start()
         except BaseException:
             await http.close()
+            if traced:
+                tracing.stop()
             raise
         holder.runtime = runtime
         yield
         holder.ready = False
         await holder.current.close()
         await http.close()
+        if traced:
+            await asyncio.to_thread(tracing.stop)  # flushes the last spans: blocking I/O
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from gateway.errors import ProviderUnavailable
+from gateway.tracing import traced_http_call
 
 # A provider document (JWKS, discovery, token answer) is a few KiB; refuse to buffer without bound.
 MAX_BODY_BYTES = 1 << 20
@@ -47,6 +48,7 @@ class ProviderHttp:
         self.session = session
         self.timeout = timeout
 
+    @traced_http_call
     async def call(
         self,
         method: str,

@@ -50,10 +50,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise NotFound()
     route = found.value
     state.route = route.name
+    state.mode = route.mode
     credential = _NO_CREDENTIAL if not query else Credential(None, query)
     principal: Principal | None = None
     if route.mode != "public":
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
+        state.user = principal.subject
         authorise(route, principal, request.method, state)
     upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
@@ -126,6 +128,7 @@ async def authenticate(
         reason = getattr(exc, "code", None) or type(exc).__name__
         metrics.child(metrics.AUTH_DECISIONS, route.name, "deny", reason).inc()
         state.reasons = (reason,)
+        state.decision = "deny"
         raise
 
 
@@ -133,6 +136,7 @@ def authorise(route: CompiledRoute, principal: Principal, method: str, state: Re
     decision = evaluate(route.policy, principal, method)
     state.reasons = decision.reasons
     outcome = "allow" if decision.allowed else "deny"
+    state.decision = outcome
     metrics.child(metrics.AUTH_DECISIONS, route.name, outcome, decision.reason_class).inc()
     if decision.allowed:
         return

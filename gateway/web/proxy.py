@@ -19,6 +19,7 @@ from yarl import URL
 
 from gateway.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
 from gateway.web.headers import response_headers_for_client
+from gateway.web.spans import traced_upstream
 
 log = logging.getLogger("tokengate.proxy")
 
@@ -54,6 +55,7 @@ def _request_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncI
     return _limited_body(request, limit, stats)
 
 
+@traced_upstream
 async def forward_http(
     request: web.Request,
     http: aiohttp.ClientSession,
@@ -134,6 +136,7 @@ async def _relay_answer(
     return response
 
 
+@traced_upstream
 async def forward_websocket(
     request: web.Request,
     http: aiohttp.ClientSession,
