@@ -60,16 +60,16 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
             await runtime.start()
         except BaseException:
             await http.close()
-            if traced:
-                tracing.stop()
+            if traced is not None:
+                tracing.stop(traced)
             raise
         holder.runtime = runtime
         yield
         holder.ready = False
         await holder.current.close()
         await http.close()
-        if traced:
-            await asyncio.to_thread(tracing.stop)  # flushes the last spans: blocking I/O
+        if traced is not None:
+            await asyncio.to_thread(tracing.stop, traced)  # flushes the last spans: blocking I/O
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_route("*", "/{tail:.*}", handle)

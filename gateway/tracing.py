@@ -69,19 +69,16 @@ def _sampler(settings: TracingSettings, environ: Mapping[str, str]) -> Sampler |
     return ParentBased(ALWAYS_ON)
 
 
-def start(
-    settings: TracingSettings,
-    environ: Mapping[str, str] = os.environ,
-    *,
-    exporter: SpanExporter | None = None,
-) -> bool:
-    """Turn tracing on when a collector is named (and OTEL_SDK_DISABLED is not true); returns whether
-    it is on. ``exporter`` replaces the OTLP exporter (the benchmark's null participant)."""
+def start(settings: TracingSettings, *, exporter: SpanExporter | None = None) -> TracerProvider | None:
+    """Turn tracing on when a collector is named (and OTEL_SDK_DISABLED is not true); returns the
+    provider to hand to ``stop`` (None: tracing is off). The SDK reads the other OTEL_* variables itself (exporter headers, timeouts, batching,
+    resource attributes). ``exporter`` replaces the OTLP exporter (for measurements)."""
     global tracer, _provider
     stop()
+    environ = os.environ
     url = traces_url(settings, environ)
     if (url is None and exporter is None) or environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        return False
+        return None
     attributes: dict[str, str] = {"service.version": __version__}
     if settings.service_name or not environ.get("OTEL_SERVICE_NAME"):
         attributes["service.name"] = settings.service_name or "tokengate"
@@ -94,7 +91,7 @@ def start(
     _provider = provider
     tracer = provider.get_tracer("tokengate", __version__)
     log.info("tracing on: spans to %s", url or type(exporter).__name__)
-    return True
+    return provider
 
 
 def flush(timeout_s: float = 10.0) -> bool:
@@ -102,9 +99,13 @@ def flush(timeout_s: float = 10.0) -> bool:
     return _provider.force_flush(int(timeout_s * 1000)) if _provider is not None else True
 
 
-def stop() -> None:
-    """Flush and shut the exporter down; tracing is off afterwards."""
+def stop(owner: TracerProvider | None = None) -> None:
+    """Flush and shut the exporter down; tracing is off afterwards. With ``owner``, only if that is
+    still the provider in force (an application stops only the tracing it started)."""
     global tracer, _provider
+    if owner is not None and owner is not _provider:
+        owner.shutdown()
+        return
     provider, tracer, _provider = _provider, None, None
     if provider is not None:
         provider.shutdown()
@@ -194,7 +195,8 @@ async def _traced_call(
     owner, method, url = args[0], args[1], args[2]
     provider = str(getattr(owner, "provider", ""))
     attributes: dict[str, Any] = {**_url_attributes(method, url), "tokengate.provider": provider}
-    with client_span(f"provider {options.get('what', 'call')}", attributes) as span:
+    what = str(options.get("what", "call")).removesuffix(" endpoint")  # "token endpoint" -> "token"
+    with client_span(f"provider {what}", attributes) as span:
         headers = dict(options.get("headers") or {})
         inject(headers)  # the provider continues this span's trace
         result = await call(*args, **{**options, "headers": headers})
