@@ -71,8 +71,9 @@ def _sampler(settings: TracingSettings, environ: Mapping[str, str]) -> Sampler |
 
 def start(settings: TracingSettings, *, exporter: SpanExporter | None = None) -> TracerProvider | None:
     """Turn tracing on when a collector is named (and OTEL_SDK_DISABLED is not true); returns the
-    provider to hand to ``stop`` (None: tracing is off). The SDK reads the other OTEL_* variables itself (exporter headers, timeouts, batching,
-    resource attributes). ``exporter`` replaces the OTLP exporter (for measurements)."""
+    provider to hand to ``stop`` (None: tracing is off). The SDK reads the other OTEL_* variables
+    itself (exporter headers and timeout, batching, resource attributes). ``exporter`` replaces the
+    OTLP exporter (for measurements)."""
     global tracer, _provider
     stop()
     environ = os.environ
