@@ -66,6 +66,9 @@ class OtlpReceiver:
     def clear(self) -> None:
         self.spans.clear()
 
+    async def _count(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.requests, "spans": len(self.spans)})
+
     async def _traces(self, request: web.Request) -> web.Response:
         body = await request.read()
         if request.headers.get("Content-Encoding") == "gzip":
@@ -97,10 +100,11 @@ class OtlpReceiver:
         )
 
 
-async def start_receiver() -> OtlpReceiver:
-    receiver = OtlpReceiver(port=free_port())
+async def start_receiver(port: int | None = None) -> OtlpReceiver:
+    receiver = OtlpReceiver(port=port or free_port())
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/traces", receiver._traces)
+    app.router.add_get("/", receiver._count)  # a readiness probe for processes that wait on it
     receiver.runner = web.AppRunner(app, access_log=None)
     await receiver.runner.setup()
     await web.TCPSite(receiver.runner, "127.0.0.1", receiver.port).start()
