@@ -132,8 +132,7 @@ async def _traced(request: web.Request, handler: Handler, state: RequestState) -
     proxies = holder.runtime.trusted if holder is not None and holder.runtime is not None else None
     trusted = proxies is not None and proxies.contains(request.remote)
     parent = tracing.incoming_context(request.headers, trusted)
-    attributes = span_start(request, state)
-    attributes["client.address"] = real_client(request, proxies) or ""
+    attributes = span_start(request, real_client(request, proxies) if trusted else request.remote)
     with tracing.server_span(request.method, parent, attributes) as span:
         context = span.get_span_context()
         if context.trace_flags.sampled:
