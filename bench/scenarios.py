@@ -182,11 +182,18 @@ def otlp_sink(stack: contextlib.ExitStack, directory: Path) -> int:
     return port
 
 
-def tokengate_public_traced(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    """As tokengate-public, with server.tracing exporting every request's spans to a loopback receiver."""
-    port = otlp_sink(stack, directory / "otlp")
-    tracing = {"otlp_endpoint": f"http://127.0.0.1:{port}", "sample_ratio": 1.0}
-    return _gateway_target(shared, stack, directory, auth={"mode": "public"}, server={"tracing": tracing})
+def _traced(ratio: float) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        """As tokengate-public, with server.tracing exporting to a loopback OTLP/HTTP receiver."""
+        port = otlp_sink(stack, directory / "otlp")
+        tracing = {"otlp_endpoint": f"http://127.0.0.1:{port}", "sample_ratio": ratio}
+        return _gateway_target(shared, stack, directory, auth={"mode": "public"}, server={"tracing": tracing})
+
+    return setup
+
+
+tokengate_public_traced = _traced(1.0)
+tokengate_public_traced_10 = _traced(0.1)
 
 
 def tokengate_public_2w(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
@@ -207,6 +214,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("tokengate-public", "tokengate, public route", tokengate_public),
     Scenario(
         "tokengate-public-traced", "tokengate, public route, tracing on (OTLP/HTTP)", tokengate_public_traced
+    ),
+    Scenario(
+        "tokengate-public-traced-10",
+        "tokengate, public route, tracing on, sample_ratio 0.1",
+        tokengate_public_traced_10,
     ),
     Scenario("tokengate-jwt", "tokengate, bearer jwt + aud + scope (warm)", tokengate_jwt),
     Scenario(

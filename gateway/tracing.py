@@ -22,7 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
@@ -154,6 +154,11 @@ def client_span(name: str, attributes: SpanAttributes) -> contextlib.AbstractCon
     context (yielding None) when tracing is off."""
     active = tracer
     if active is None:
+        return _NULL
+    current = get_current_span()
+    if current is not INVALID_SPAN and not current.is_recording():
+        # Inside an unsampled request: a child would not be recorded either, and the request's own
+        # unsampled traceparent, sent on, keeps the downstream decisions consistent.
         return _NULL
     return _client_span(active, name, attributes)
 
