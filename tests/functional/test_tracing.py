@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.idp import IdP
 from tests.fixtures.login import LoginFactory
 from tests.fixtures.redis_server import RedisServer
+from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, Reply, running
 from tests.support.otlp import (
     CLIENT,
     SERVER,
@@ -347,3 +349,56 @@ async def test_login_trace_has_token_endpoint_and_redis_spans(
     assert server.resource["service.name"] == "tokengate"
     assert cookie is not None
     assert cookie not in _attribute_text(traces)
+
+
+async def test_providers_receive_the_traceparent_of_their_call(
+    make_gateway: GatewayFactory, upstream: Upstream, receiver: OtlpReceiver
+) -> None:
+    """A provider call continues the request's trace: the provider sees its client span as parent."""
+
+    def active(form: dict[str, str]) -> Reply:
+        claims = {
+            "active": True,
+            "sub": "alice",
+            "aud": "api",
+            "scope": "api:read",
+            "exp": int(time.time()) + 300,
+        }
+        return Reply(claims)
+
+    async with running(FakeProvider(introspect=active)) as fake:
+        cfg = traced(receiver, upstream)
+        cfg["providers"] = {
+            "main": {"issuer": fake.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        }
+        cfg["routes"] = [
+            {
+                "name": "api",
+                "match": {"path_prefix": "/api"},
+                "upstream": upstream.url,
+                "auth": {
+                    "mode": "bearer",
+                    "provider": "main",
+                    "validate": "introspection",
+                    "audience": "api",
+                },
+            }
+        ]
+        client = await make_gateway(cfg)
+        await _ready(client)
+        resp = await client.get("/api/x", headers={"Authorization": "Bearer opaque-token-value"})
+        assert resp.status == 200, await resp.text()
+        _, headers = fake.last("/introspect")
+        _, discovery_headers = fake.last("/.well-known/openid-configuration")
+    traces = await exported(receiver)
+    (spans,) = [t for t in traces.values() if any(s.name == "GET api" for s in t)]
+    call = only(spans, "provider introspection")
+    assert call.parent_span_id == only(spans, "GET api").span_id
+    assert traceparent(headers.get("traceparent")) == (call.trace_id, call.span_id, True)
+    # start-up discovery is a trace of its own, and propagated too
+    (discovery,) = receiver.named("provider metadata")
+    assert discovery.parent_span_id == ""
+    assert traceparent(discovery_headers.get("traceparent")) == (discovery.trace_id, discovery.span_id, True)
+    text = _attribute_text(traces)
+    for secret in ("opaque-token-value", CLIENT_SECRET, headers["Authorization"]):
+        assert secret not in text
