@@ -41,6 +41,7 @@ def gateway_config(
     auth: dict[str, Any],
     provider: ProviderSpec | None,
     workers: int = 1,
+    server: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A config with exactly one route, ``/bench``, in front of the nginx upstream."""
     cfg: dict[str, Any] = {
@@ -49,6 +50,7 @@ def gateway_config(
             "admin_listen": f"127.0.0.1:{admin_port}",
             "workers": workers,
             "shutdown_grace": "2s",
+            **(server or {}),
         },
         "routes": [
             {
@@ -171,6 +173,7 @@ def start_gateway(
     auth: dict[str, Any],
     provider: ProviderSpec | None,
     workers: int = 1,
+    server: dict[str, Any] | None = None,
 ) -> Gateway:
     cfg = gateway_config(
         port=free_port(),
@@ -179,6 +182,7 @@ def start_gateway(
         auth=auth,
         provider=provider,
         workers=workers,
+        server=server,
     )
     gw = Gateway(name, directory, cfg)
     try:

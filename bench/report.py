@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 RATIOS: tuple[tuple[str, str, str, float | None], ...] = (
     ("bearer JWT / public", "tokengate-jwt", "tokengate-public", 0.9),
     ("bearer introspection / public", "tokengate-introspection", "tokengate-public", 0.9),
+    ("tracing on / off (public)", "tokengate-public-traced", "tokengate-public", None),
+    ("tracing 10 % sampled / off (public)", "tokengate-public-traced-10", "tokengate-public", None),
     ("tokengate public / nginx pass-through", "tokengate-public", "nginx-proxy", None),
     ("nginx pass-through / nginx direct", "nginx-proxy", "nginx-direct", None),
     ("tokengate 2 workers / 1 worker (public)", "tokengate-public-2w", "tokengate-public", None),

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.gateway import Gateway, ProviderSpec, start_gateway
+from bench.gateway import REPO, Gateway, ProviderSpec, start_gateway
 from bench.nginx import proxy_conf, start_nginx, upstream_conf
 from bench.procs import Proc
 from tests.fixtures.idp import IdP, IdPSettings
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_for_http
 
 BODY_SIZE = 2048
 REQUEST_PATH = "/bench/item"
@@ -113,6 +115,7 @@ def _gateway_target(
     auth: dict[str, object],
     issuing: str | None = None,
     workers: int = 1,
+    server: dict[str, object] | None = None,
 ) -> Target:
     upstream, up_port = shared.upstream()
     idp, token, provider = None, None, None
@@ -126,6 +129,7 @@ def _gateway_target(
         auth=auth,
         provider=provider,
         workers=workers,
+        server=server,
     )
     stack.callback(gw.stop)
     return Target(
@@ -170,6 +174,36 @@ def tokengate_introspection(shared: Shared, stack: contextlib.ExitStack, directo
     return _gateway_target(shared, stack, directory, auth=auth, issuing="opaque")
 
 
+def otlp_sink(stack: contextlib.ExitStack, directory: Path) -> int:
+    """A loopback OTLP/HTTP receiver process (bench.otlp_sink); returns its port."""
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "bench.otlp_sink", str(port)]
+    proc = Proc(
+        "otlp-sink", argv, directory / "otlp-sink.log", env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO
+    )
+    stack.callback(proc.stop)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", timeout=15)
+    except TimeoutError:
+        raise RuntimeError(f"the OTLP sink did not start:\n{proc.log_tail()}") from None
+    return port
+
+
+def _traced(ratio: float) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        """As tokengate-public, with server.tracing exporting to a loopback OTLP/HTTP receiver."""
+        port = otlp_sink(stack, directory / "otlp")
+        tracing = {"otlp_endpoint": f"http://127.0.0.1:{port}", "sample_ratio": ratio}
+        return _gateway_target(shared, stack, directory, auth={"mode": "public"}, server={"tracing": tracing})
+
+    return setup
+
+
+tokengate_public_traced = _traced(1.0)
+tokengate_public_traced_10 = _traced(0.1)
+
+
 def tokengate_public_2w(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
     return _gateway_target(shared, stack, directory, auth={"mode": "public"}, workers=2)
 
@@ -186,6 +220,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("nginx-direct", "nginx direct (upstream itself, the ceiling)", nginx_direct),
     Scenario("nginx-proxy", "nginx pass-through proxy -> nginx", nginx_proxy),
     Scenario("tokengate-public", "tokengate, public route", tokengate_public),
+    Scenario(
+        "tokengate-public-traced", "tokengate, public route, tracing on (OTLP/HTTP)", tokengate_public_traced
+    ),
+    Scenario(
+        "tokengate-public-traced-10",
+        "tokengate, public route, tracing on, sample_ratio 0.1",
+        tokengate_public_traced_10,
+    ),
     Scenario("tokengate-jwt", "tokengate, bearer jwt + aud + scope (warm)", tokengate_jwt),
     Scenario(
         "tokengate-introspection", "tokengate, bearer introspection + scope (warm)", tokengate_introspection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway import tracing
 from gateway.config.schema import GatewayConfig
 from gateway.web.admin import admin_routes
 from gateway.web.forward_auth import verdict
@@ -37,6 +39,13 @@ def new_http_client() -> aiohttp.ClientSession:
     )
 
 
+def tracing_settings(cfg: GatewayConfig) -> tracing.TracingSettings:
+    given = cfg.server.tracing
+    if given is None:
+        return tracing.TracingSettings()
+    return tracing.TracingSettings(given.otlp_endpoint, given.service_name, given.sample_ratio)
+
+
 def create_app(
     cfg: GatewayConfig,
     *,
@@ -52,6 +61,7 @@ def create_app(
     app[SESSION_SOCKETS] = SessionSockets(session_check_interval)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        traced = tracing.start(tracing_settings(cfg))
         http = new_http_client()
         app[HTTP_CLIENT] = http
         try:
@@ -59,6 +69,8 @@ def create_app(
             await runtime.start()
         except BaseException:
             await http.close()
+            if traced is not None:
+                tracing.stop(traced)
             raise
         holder.runtime = runtime
         yield
@@ -66,6 +78,8 @@ def create_app(
         await app[REFRESHER].close()  # refreshes in flight finish and store their rotated tokens first
         await holder.current.close()
         await http.close()
+        if traced is not None:
+            await asyncio.to_thread(tracing.stop, traced)  # flushes the last spans: blocking I/O
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_route("*", "/oauth2/auth", verdict)  # forward-auth (DESIGN §8); Envoy's

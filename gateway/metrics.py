@@ -1,6 +1,7 @@
-"""Every Prometheus metric the gateway exports (issue 5), defined once; labels are bounded sets only.
+"""Every Prometheus metric the gateway exports (issues 5 and 13), defined once; labels are bounded sets only.
 
-Route names, status classes, outcomes and reason classes: never paths, users or token values.
+Route names from the config, status codes, known methods, outcomes and reason codes: never paths,
+users or token values.
 """
 
 from __future__ import annotations
@@ -10,17 +11,25 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from gateway import __version__
+
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+# Methods outside this set are counted as "other": a client cannot mint label values.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
 REQUESTS = Counter(
-    "tokengate_requests_total", "Requests answered, by route and status class.", ["route", "status_class"]
+    "tokengate_requests_total",
+    "Requests answered, by route name, method and HTTP status code (499: the client went away).",
+    ["route", "method", "code"],
 )
 REQUEST_DURATION = Histogram(
     "tokengate_request_duration_seconds",
-    "Time from request to answer headers.",
-    ["route"],
+    "Seconds from a request's headers being read to the last byte of its answer being written: "
+    "authentication, authorisation, the upstream's time and the body relay included.",
+    ["route", "method", "code"],
     buckets=_LATENCY_BUCKETS,
 )
 UPSTREAM_DURATION = Histogram(
@@ -57,6 +66,17 @@ REDIS_ERRORS = Counter(
     "tokengate_redis_errors_total", "Failed Redis operations, by operation.", ["operation"]
 )
 CONFIG_RELOADS = Counter("tokengate_config_reloads_total", "Configuration reloads, by outcome.", ["outcome"])
+BUILD_INFO = Gauge(
+    "tokengate_build_info",
+    "Always 1; the version label says which tokengate is running.",
+    ["version"],
+    multiprocess_mode="max",
+)
+BUILD_INFO.labels(__version__).set(1)
+
+
+def method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}

@@ -24,7 +24,7 @@ from gateway.config import load_config
 from gateway.config.schema import GatewayConfig, ServerConfig, split_listen
 from gateway.config.tls import load_server_cert, server_context
 from gateway.errors import ConfigError
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, set_level
 from gateway.web.listener import GatewayRunner, ListenerLimits
 from gateway.web.runtime import Runtime
 from gateway.web.state import RUNTIME
@@ -32,7 +32,7 @@ from gateway.web.state import RUNTIME
 log = logging.getLogger("tokengate")
 
 WATCH_INTERVAL = 1.0
-_RESTART_ONLY = ("listen", "admin_listen", "workers", "shutdown_grace")
+_RESTART_ONLY = ("listen", "admin_listen", "workers", "shutdown_grace", "tracing")
 
 
 def tune_gc() -> None:
@@ -64,8 +64,16 @@ def _fingerprint(path: Path) -> tuple[float, int, int] | None:
 class Gateway:
     """One serving process: the public and admin listeners around one swappable runtime."""
 
-    def __init__(self, cfg: GatewayConfig, config_path: Path | None, *, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: GatewayConfig,
+        config_path: Path | None,
+        *,
+        reuse_port: bool = False,
+        log_level: str | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.log_level = log_level  # --log-level: wins over server.log_level, also after reloads
         self.config_path = config_path
         self.reuse_port = reuse_port
         self.app = create_app(cfg)
@@ -146,6 +154,7 @@ class Gateway:
                 return False
             self._reload_listener(new.server)
             self.cfg = new
+            set_level(self.log_level or new.server.log_level)
             metrics.CONFIG_RELOADS.labels("success").inc()
             log.info("configuration reloaded (%s): %d routes", why, len(new.routes))
             self._spawn(
@@ -175,20 +184,23 @@ async def _close_later(runtime: Runtime, successor: Runtime, delay: float) -> No
         await runtime.close(successor)
 
 
-def serve(cfg: GatewayConfig, config_path: Path | None, *, reuse_port: bool = False) -> None:
-    configure_logging()
+def serve(
+    cfg: GatewayConfig, config_path: Path | None, *, reuse_port: bool = False, log_level: str | None = None
+) -> None:
+    configure_logging(log_level or cfg.server.log_level)
     use_uvloop()
-    asyncio.run(Gateway(cfg, config_path, reuse_port=reuse_port).run())
+    asyncio.run(Gateway(cfg, config_path, reuse_port=reuse_port, log_level=log_level).run())
 
 
-def _worker(config_path: str) -> None:
+def _worker(config_path: str, log_level: str | None) -> None:
     cfg = load_config(config_path)
-    serve(cfg, Path(config_path), reuse_port=True)
+    serve(cfg, Path(config_path), reuse_port=True, log_level=log_level)
 
 
-def supervise(cfg: GatewayConfig, config_path: Path) -> int:
-    """Run ``server.workers`` processes on one port; restart any that dies; forward signals."""
-    configure_logging()
+def supervise(cfg: GatewayConfig, config_path: Path, *, log_level: str | None = None) -> int:
+    """Run ``server.workers`` processes on one port; restart any that dies; forward signals. The workers
+    share their metrics through prometheus-client's multiprocess files (only in this mode)."""
+    configure_logging(log_level or cfg.server.log_level)
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     multiproc_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/tokengate-metrics-{os.getpid()}")  # noqa: S108
     Path(multiproc_dir).mkdir(parents=True, exist_ok=True)
@@ -200,7 +212,7 @@ def supervise(cfg: GatewayConfig, config_path: Path) -> int:
     quick_failures = 0
 
     def start_one() -> None:
-        proc = ctx.Process(target=_worker, args=(str(config_path),), daemon=False)
+        proc = ctx.Process(target=_worker, args=(str(config_path), log_level), daemon=False)
         proc.start()
         assert proc.pid is not None
         workers[proc.pid] = proc

@@ -137,6 +137,28 @@ def _positive(value: timedelta) -> timedelta:
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
+class TracingConfig(_Model):
+    """OpenTelemetry traces (DESIGN §8); a key left out falls back to its standard OTEL_* variable."""
+
+    otlp_endpoint: HttpUrl | None = Field(
+        None,
+        description="OTLP/HTTP collector base URL (spans go to `/v1/traces` under it); "
+        "default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT.",
+    )
+    service_name: str | None = Field(
+        None,
+        min_length=1,
+        description="`service.name` of the spans; default: OTEL_SERVICE_NAME or tokengate.",
+    )
+    sample_ratio: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces recorded; a trusted caller's sampling decision is followed. "
+        "Default: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 1.0.",
+    )
+
+
 class ServerConfig(_Model):
     listen: Listen = Field("0.0.0.0:8080", description="Public listener, host:port.")
     admin_listen: Listen = Field(
@@ -185,6 +207,15 @@ class ServerConfig(_Model):
     tls: ServerTlsConfig | None = Field(None, description="Serve HTTPS on `listen` with this certificate.")
     max_body_size: int = Field(
         0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Least severe log level written (JSON lines on stderr)."
+    )
+    access_log: bool = Field(True, description="One JSON access-log line per request.")
+    tracing: TracingConfig | None = Field(
+        None,
+        description="OpenTelemetry tracing over OTLP/HTTP; off unless this or OTEL_EXPORTER_OTLP_*ENDPOINT "
+        "names a collector.",
     )
 
 

@@ -17,6 +17,7 @@ import aiohttp
 
 from gateway.config.tls import ClientTlsConfig, client_context
 from gateway.errors import ProviderUnavailable
+from gateway.tracing import traced_http_call
 
 # A provider document (JWKS, discovery, token answer) is a few KiB; refuse to buffer without bound.
 MAX_BODY_BYTES = 1 << 20
@@ -65,6 +66,7 @@ class ProviderHttp:
         ctx = client_context(tls)
         self.ssl = ctx if ctx is not None else True
 
+    @traced_http_call
     async def call(
         self,
         method: str,

@@ -17,6 +17,7 @@ from gateway.metrics import REDIS_ERRORS
 from gateway.sessions.crypto import SessionCipher
 from gateway.sessions.kvstore import Clock, KeyValueSessionStore, SetMode
 from gateway.sessions.redis_client import OPERATION_DEADLINE, RedisClient, open_redis
+from gateway.tracing import client_span
 
 __all__ = ["RedisClient", "RedisSessionStore", "open_redis"]
 
@@ -86,7 +87,10 @@ class RedisSessionStore(KeyValueSessionStore):
             # One deadline over the whole operation, retries included: socket timeouts alone could add
             # up (Cluster retries timeouts on its own), and a request must get its 503 within seconds.
             async with asyncio.timeout(self._deadline):
-                yield
+                with client_span(
+                    f"redis {operation}", {"db.system.name": "redis", "db.operation.name": operation}
+                ):
+                    yield
         except _FAILURES as exc:
             REDIS_ERRORS.labels(operation=operation).inc()
             raise SessionStoreUnavailable(detail=f"redis {operation}: {type(exc).__name__}: {exc}") from exc

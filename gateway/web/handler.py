@@ -70,6 +70,7 @@ async def decide(
         raise NotFound()
     route = found.value
     state.route = route.name
+    state.mode = route.mode
     if proxied and route.upstream is None:
         # A forward-auth-only route: answering it directly must not fall through to another route.
         raise NotFound(detail=f"route {route.name} has no upstream (forward-auth only)")
@@ -78,6 +79,7 @@ async def decide(
     principal: Principal | None = None
     if route.mode != "public":
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
+        state.user = principal.subject
         authorise(route, principal, original.method, state)
     return Verdict(path, route, found.depth, principal, credential)
 
@@ -189,6 +191,7 @@ async def authenticate(
         reason = getattr(exc, "code", None) or type(exc).__name__
         metrics.child(metrics.AUTH_DECISIONS, route.name, "deny", reason).inc()
         state.reasons = (reason,)
+        state.decision = "deny"
         raise
 
 
@@ -196,6 +199,7 @@ def authorise(route: CompiledRoute, principal: Principal, method: str, state: Re
     decision = evaluate(route.policy, principal, method)
     state.reasons = decision.reasons
     outcome = "allow" if decision.allowed else "deny"
+    state.decision = outcome
     metrics.child(metrics.AUTH_DECISIONS, route.name, outcome, decision.reason_class).inc()
     if decision.allowed:
         return

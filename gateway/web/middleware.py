@@ -1,13 +1,13 @@
-"""The error middleware (exceptions -> answers) and the JSON access log, one line per request.
+"""The error middleware (exceptions -> answers), and per request: the JSON access-log line, the request
+metrics, and (when tracing is on) the server span.
 
-Log lines carry the path without its query (queries can hold tokens) and never a header value
-other than the request id.
+Log lines and span attributes carry the path without its query (queries can hold tokens), and never a
+header value other than the request id, Host and User-Agent: never a token, a cookie or a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -16,32 +16,42 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.errors import GatewayError
+from gateway.logs import ACCESS_LOGGER, CURRENT_REQUEST
+from gateway.web.access import access_fields, real_client
 from gateway.web.proxy import ProxyStats
 from gateway.web.responses import error_response, internal_error
+from gateway.web.spans import span_name, span_outcome, span_start
+from gateway.web.state import RUNTIME
 
 log = logging.getLogger("tokengate")
-access_log = logging.getLogger("tokengate.access")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 _REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
 
 @dataclass(slots=True)
 class RequestState:
-    """What the pipeline learns about one request, for the access log and metrics."""
+    """What the pipeline learns about one request, for the access log, metrics and the span."""
 
     request_id: str
     started: float
     path: str = ""
     query: str = ""  # raw (still percent-encoded); never logged: it may hold tokens
     route: str = "-"
-    auth: str = "-"
+    mode: str = "-"  # the route's auth mode
+    auth: str = "-"  # the credential presented: bearer | session
+    user: str | None = None  # the authenticated subject
+    decision: str = "-"  # allow | deny (authentication or authorisation), "-" when none was made
     reasons: tuple[str, ...] = ()
+    status: int = 500
+    trace_id: str | None = None  # when tracing is on: what log lines of the request carry
     stats: ProxyStats = field(default_factory=ProxyStats)
 
 
 STATE_KEY: web.RequestKey[RequestState] = web.RequestKey("tokengate", RequestState)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def valid_request_id(value: str | None) -> bool:
@@ -52,70 +62,97 @@ def new_request_id() -> str:
     return secrets.token_hex(12)
 
 
-_STATUS_CLASS = {n: f"{n}xx" for n in range(1, 6)}
-
-
-def write_access_log(request: web.Request, state: RequestState, status: int) -> None:
+def record_request(request: web.Request, state: RequestState) -> None:
+    """Metrics for every request; the access-log line unless ``server.access_log: false``."""
     duration = time.perf_counter() - state.started
-    metrics.child(metrics.REQUESTS, state.route, _STATUS_CLASS.get(status // 100, "other")).inc()
-    metrics.child(metrics.REQUEST_DURATION, state.route).observe(duration)
+    method = metrics.method_label(request.method)
+    code = str(state.status)
+    metrics.child(metrics.REQUESTS, state.route, method, code).inc()
+    metrics.child(metrics.REQUEST_DURATION, state.route, method, code).observe(duration)
     if state.stats.upstream_seconds is not None:
         metrics.child(metrics.UPSTREAM_DURATION, state.route).observe(state.stats.upstream_seconds)
-    if not access_log.isEnabledFor(logging.INFO):
+    holder = request.app.get(RUNTIME)
+    runtime = holder.runtime if holder is not None else None
+    if (runtime is not None and not runtime.cfg.server.access_log) or not access_log.isEnabledFor(
+        logging.INFO
+    ):
         return
-    record = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-        "request_id": state.request_id,
-        "method": request.method,
-        "path": state.path or request.path,
-        "route": state.route,
-        "status": status,
-        "duration_ms": round(duration * 1000, 3),
-        "upstream_ms": None
-        if state.stats.upstream_seconds is None
-        else round(state.stats.upstream_seconds * 1000, 3),
-        "bytes_in": state.stats.bytes_in,
-        "bytes_out": state.stats.bytes_out,
-        "client": request.remote,
-        "auth": state.auth,
-    }
-    if state.reasons:
-        record["reasons"] = list(state.reasons)
-    access_log.info(json.dumps(record, separators=(",", ":")))
+    client = real_client(request, runtime.trusted if runtime is not None else None)
+    fields = access_fields(request, state, duration, client)
+    access_log.info("%s %s %d", request.method, fields["path"], state.status, extra=fields)
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every answer passes here: GatewayErrors become their answers, anything else a 500 with an id."""
-    state = RequestState(request_id=new_request_id(), started=time.perf_counter())
-    request[STATE_KEY] = state
-    metrics.IN_FLIGHT.inc()
-    status = 500
+async def _respond(request: web.Request, handler: Handler, state: RequestState) -> web.StreamResponse:
+    """The handler's answer, or the answer for the error it raised."""
     try:
-        response = await handler(request)
-        status = response.status
-        return response
+        return await handler(request)
     except GatewayError as exc:
         if exc.detail:
             log.info("request %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
         path_qs = state.path + ("?" + state.query if state.query else "")
         response = error_response(request, exc, path_qs or "/")
         response.headers["X-Request-Id"] = state.request_id
-        status = response.status
         return response
-    except asyncio.CancelledError:
-        status = 499  # the client went away; nginx's convention
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
+    except (asyncio.CancelledError, web.HTTPException):
         raise
     except Exception:
         log.exception("unexpected error on request %s", state.request_id)
         response = internal_error(state.request_id)
         response.headers["X-Request-Id"] = state.request_id
         return response
+
+
+async def _answer(request: web.Request, handler: Handler, state: RequestState) -> web.StreamResponse:
+    metrics.IN_FLIGHT.inc()
+    try:
+        response = await _respond(request, handler, state)
+        state.status = response.status
+        if not response.prepared:
+            # Sent here rather than by aiohttp after the middleware, so the duration (and the span)
+            # covers the whole answer, small bodies included, as streamed ones always did.
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                state.status = 499  # the client went away; nginx's convention
+        return response
+    except asyncio.CancelledError:
+        state.status = 499
+        raise
+    except web.HTTPException as exc:
+        state.status = exc.status
+        raise
     finally:
         metrics.IN_FLIGHT.dec()
-        write_access_log(request, state, status)
+        record_request(request, state)
+
+
+async def _traced(request: web.Request, handler: Handler, state: RequestState) -> web.StreamResponse:
+    holder = request.app.get(RUNTIME)
+    proxies = holder.runtime.trusted if holder is not None and holder.runtime is not None else None
+    trusted = proxies is not None and proxies.contains(request.remote)
+    parent = tracing.incoming_context(request.headers, trusted)
+    attributes = span_start(request, real_client(request, proxies) if trusted else request.remote)
+    with tracing.server_span(request.method, parent, attributes) as span:
+        context = span.get_span_context()
+        if context.trace_flags.sampled:
+            state.trace_id = format(context.trace_id, "032x")
+        try:
+            return await _answer(request, handler, state)
+        finally:
+            span.update_name(span_name(request.method, state))
+            span_outcome(span, state)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer passes here: GatewayErrors become their answers, anything else a 500 with an id."""
+    state = RequestState(request_id=new_request_id(), started=time.perf_counter())
+    request[STATE_KEY] = state
+    in_scope = CURRENT_REQUEST.set(state)
+    try:
+        if tracing.tracer is None:  # tracing off: no span work at all
+            return await _answer(request, handler, state)
+        return await _traced(request, handler, state)
+    finally:
+        CURRENT_REQUEST.reset(in_scope)

@@ -26,6 +26,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.web.headers import response_headers_for_client
+from gateway.web.spans import traced_upstream
 
 log = logging.getLogger("tokengate.proxy")
 
@@ -112,6 +113,7 @@ def _request_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncI
     return _limited_body(request, limit, stats)
 
 
+@traced_upstream
 async def forward_http(
     request: web.Request,
     http: aiohttp.ClientSession,
@@ -198,6 +200,7 @@ async def _relay_answer(
     return response
 
 
+@traced_upstream
 async def forward_websocket(
     request: web.Request,
     http: aiohttp.ClientSession,

@@ -78,7 +78,7 @@ def test_explain_config_error_exits_2() -> None:
 
 def test_explain_bad_claims_json() -> None:
     result = run_explain("--config", "config/public-api.yaml", "GET", "/", "--claims", "[1]")
-    assert result.returncode == 2
+    assert result.returncode == 64  # a usage error, not a config error (DESIGN §8)
     assert "JSON object" in result.stderr
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway import __version__
 from tests.fixtures.gateway import metric
 from tests.support.process import GatewayProcess, start_gateway, wait_until
 from tests.support.upstream import Upstream, start_upstream, stop_upstream
@@ -192,7 +193,9 @@ async def test_workers_share_the_port_and_are_replaced(upstream: Upstream, tmp_p
                     break
             text = await scrape(gw)
             # served by several processes, counted together (prometheus-client multiprocess mode)
-            assert metric(text, "tokengate_requests_total", route="main", status_class="2xx") >= 20
+            assert metric(text, "tokengate_requests_total", route="main", code="200") >= 20
+            assert metric(text, "tokengate_build_info", version=__version__) == 1
+            assert "process_cpu_seconds_total" not in text  # multiprocess mode: no process collector
     finally:
         assert gw.stop() == 0
     assert "starting a new one" in gw.logs()

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from gateway import __version__
 from tests.fixtures.gateway import GatewayFactory, metric, public_route
 from tests.fixtures.idp import IdP
 from tests.fixtures.login import LoginFactory
 from tests.fixtures.redis_server import RedisServer
+from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
 Admin = Callable[[TestClient], Awaitable[TestClient]]  # type: ignore[type-arg]
@@ -38,19 +41,25 @@ async def test_request_metrics(make_gateway: GatewayFactory, admin_for: Admin, u
     await client.get("/x")
     bad = await client.session.get(URL(f"http://127.0.0.1:{client.port}/a%2Fb", encoded=True))
     assert bad.status == 400  # refused before routing: counted under route "-"
+    teapot = await client.request("PROPFIND", "/x")  # a WebDAV method: counted as "other"
+    assert teapot.status == 200
     after = await scrape(admin)
-    key = {"route": "m-public", "status_class": "2xx"}
+    key = {"route": "m-public", "method": "GET", "code": "200"}
     assert (
         metric(after, "tokengate_requests_total", **key)
         == metric(before, "tokengate_requests_total", **key) + 2
     )
-    assert metric(after, "tokengate_request_duration_seconds_count", route="m-public") >= 2
+    assert metric(after, "tokengate_request_duration_seconds_count", **key) >= 2
     assert metric(after, "tokengate_upstream_duration_seconds_count", route="m-public") >= 2
     assert metric(after, "tokengate_upstream_duration_seconds_bucket", route="m-public", le="0.25") < metric(
         after, "tokengate_upstream_duration_seconds_bucket", route="m-public", le="1.0"
     )
     assert metric(after, "tokengate_in_flight_requests") == 0
-    assert metric(after, "tokengate_requests_total", route="-", status_class="4xx") >= 1
+    assert metric(after, "tokengate_requests_total", route="-", method="GET", code="400") >= 1
+    assert metric(after, "tokengate_requests_total", route="m-public", method="other", code="200") >= 1
+    assert "PROPFIND" not in after
+    assert metric(after, "tokengate_build_info", version=__version__) == 1
+    assert "# HELP tokengate_request_duration_seconds Seconds from a request's headers being read" in after
     assert "/x" not in after  # never paths as labels
 
 
@@ -160,3 +169,30 @@ async def test_session_metrics(
         for line in before.splitlines()
         if line.startswith("tokengate_redis_errors_total{")
     )
+
+
+async def test_one_worker_keeps_metrics_in_memory(upstream: Upstream, tmp_path: Path) -> None:
+    """With one worker, no multiprocess files (even when the environment names a directory), so the
+    process_* and python_* collectors work."""
+    files = tmp_path / "multiproc"
+    text = f"""
+server:
+  listen: "127.0.0.1:{{port}}"
+  admin_listen: "127.0.0.1:{{admin_port}}"
+routes:
+  - {{name: one, match: {{path_prefix: /}}, upstream: "{upstream.url}", auth: {{mode: public}}}}
+"""
+    gw = start_gateway(text, tmp_path, env={"PROMETHEUS_MULTIPROC_DIR": str(files)})
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(gw.url + "/x") as resp:
+                assert resp.status == 200
+            async with session.get(gw.admin_url + "/metrics") as resp:
+                body = await resp.text()
+    finally:
+        assert gw.stop() == 0
+    assert not files.exists() or not list(files.iterdir())
+    assert metric(body, "process_cpu_seconds_total") > 0
+    assert "python_info{" in body
+    assert metric(body, "tokengate_build_info", version=__version__) == 1
+    assert metric(body, "tokengate_requests_total", route="one", method="GET", code="200") == 1

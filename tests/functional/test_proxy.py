@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
@@ -11,6 +10,7 @@ import pytest
 from yarl import URL
 
 from tests.fixtures.gateway import GatewayFactory, public_route
+from tests.support.logs import access_lines
 from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
@@ -328,7 +328,7 @@ async def test_access_log_has_no_query_or_secrets(
             "/api/x?access=secret-value",
             headers={"Cookie": "c=cookie-value", "Authorization": "Bearer tok-value"},
         )
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tokengate.access"]
+    lines = access_lines(caplog)
     assert len(lines) == 1
     line = lines[0]
     assert {

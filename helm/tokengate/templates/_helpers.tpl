@@ -101,6 +101,17 @@ the sidecar sees its own Chart object, so there tokengate.image.tag (or digest) 
 {{- end }}
 
 {{/* gateway.yaml as text: the config value as a string, or the YAML structure serialised. */}}
+{{/*
+"true" when tokengate runs several workers and so shares metrics through prometheus-client's
+multiprocess files; with one worker they stay in memory (process_* and python_* work).
+*/}}
+{{- define "tokengate.multiprocess" -}}
+{{- $cfg := .values.config }}
+{{- if kindIs "string" $cfg }}{{ $cfg = fromYaml $cfg }}{{ end }}
+{{- $server := default dict $cfg.server }}
+{{- if and .values.metrics.multiprocDir (gt (int (default 1 $server.workers)) 1) }}true{{ end }}
+{{- end }}
+
 {{- define "tokengate.configData" -}}
 {{- if kindIs "string" .values.config }}
 {{- .values.config }}
@@ -206,7 +217,7 @@ and, as tokengate.sidecarContainer, by application charts.
         secretKeyRef:
           name: {{ include "tokengate.secretName" . }}
           key: {{ $v.secretKeys.redisUrl }}
-    {{- if $v.metrics.multiprocDir }}
+    {{- if include "tokengate.multiprocess" . }}
     - name: PROMETHEUS_MULTIPROC_DIR
       value: {{ $v.metrics.multiprocDir | quote }}
     {{- end }}
@@ -265,7 +276,7 @@ and, as tokengate.sidecarContainer, by application charts.
       readOnly: true
     - name: tokengate-tmp
       mountPath: /tmp
-    {{- if $v.metrics.multiprocDir }}
+    {{- if include "tokengate.multiprocess" . }}
     - name: tokengate-metrics
       mountPath: {{ $v.metrics.multiprocDir }}
     {{- end }}
@@ -286,7 +297,7 @@ hot-reloads the config.
 - name: tokengate-tmp
   emptyDir:
     sizeLimit: 64Mi
-{{- if .values.metrics.multiprocDir }}
+{{- if include "tokengate.multiprocess" . }}
 - name: tokengate-metrics
   emptyDir:
     sizeLimit: 64Mi
