@@ -262,7 +262,10 @@ async def test_bearer_trace_has_provider_and_redis_children_and_no_secret(
     receiver.clear()
     resp = await client.get(
         "/api/orders?page=query-secret",
-        headers={"Authorization": f"Bearer {token}", "Cookie": "tokengate_session=cookie-secret; other=c2"},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Cookie": "tokengate_session=cookie-secret; other=other-cookie-value",
+        },
     )
     assert resp.status == 200, await resp.text()
     traces = await exported(receiver)
@@ -279,7 +282,13 @@ async def test_bearer_trace_has_provider_and_redis_children_and_no_secret(
     assert server.attributes["tokengate.auth.decision"] == "allow"
     assert server.attributes["enduser.id"] == "alice"
     text = _attribute_text(traces)
-    for secret in (token, "cookie-secret", "c2", "query-secret", idp.introspection_client_secret):
+    for secret in (
+        token,
+        "cookie-secret",
+        "other-cookie-value",
+        "query-secret",
+        idp.introspection_client_secret,
+    ):
         assert secret not in text
     print("\n" + span_tree(spans))  # the report's example (pytest -s)
 
