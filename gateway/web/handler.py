@@ -52,7 +52,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     state.route = route.name
     credential = _NO_CREDENTIAL if not query else Credential(None, query)
     principal: Principal | None = None
-    if route.mode != "public":
+    if route.mode != "public" and not (route.allow_preflight and is_preflight(request)):
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
         authorise(route, principal, request.method, state)
     upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
@@ -127,6 +127,13 @@ async def authenticate(
         metrics.child(metrics.AUTH_DECISIONS, route.name, "deny", reason).inc()
         state.reasons = (reason,)
         raise
+
+
+def is_preflight(request: web.Request) -> bool:
+    """A CORS preflight (Fetch standard §3.2.2): browsers send it without credentials, so a route
+    with ``allow_preflight`` forwards it unauthenticated and the upstream answers the CORS policy."""
+    headers = request.headers
+    return request.method == "OPTIONS" and "Origin" in headers and "Access-Control-Request-Method" in headers
 
 
 def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:

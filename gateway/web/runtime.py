@@ -45,6 +45,7 @@ class CompiledRoute:
     forward_token: bool
     allow_query_token: bool
     allow_form_token: bool
+    allow_preflight: bool
 
     @classmethod
     def build(cls, cfg: RouteConfig, providers: dict[str, ProviderClient]) -> CompiledRoute:
@@ -64,6 +65,7 @@ class CompiledRoute:
             forward_token=auth.forward_token,
             allow_query_token=auth.allow_query_token,
             allow_form_token=auth.allow_form_token,
+            allow_preflight=auth.allow_preflight,
         )
 
     @property
@@ -141,6 +143,14 @@ class Runtime:
         return None
 
 
+def _methods(route: RouteConfig) -> list[str] | None:
+    """The route's methods; a route that lets CORS preflights through takes OPTIONS too."""
+    methods = route.match.methods
+    if methods is not None and route.auth.allow_preflight and "OPTIONS" not in methods:
+        return [*methods, "OPTIONS"]
+    return methods
+
+
 def build_runtime(
     cfg: GatewayConfig,
     http: aiohttp.ClientSession,
@@ -173,7 +183,7 @@ def build_runtime(
             providers[name] = ProviderClient(name, pcfg, http, needs=needs, shared_cache=store, clock=clock)
     compiled = tuple(CompiledRoute.build(r, providers) for r in cfg.routes)
     table = RouteTable(
-        RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
+        RouteSpec(route, r.match.path_prefix, r.match.host, _methods(r))
         for route, r in zip(compiled, cfg.routes, strict=True)
     )
     public_url = cfg.server.public_url
