@@ -67,7 +67,29 @@ app.kubernetes.io/part-of: tokengate
 {{- end }}
 
 {{- define "tokengate.configMapName" -}}
+{{- if .values.existingConfigMap }}
+{{- .values.existingConfigMap }}
+{{- else }}
 {{- printf "%s-config" (include "tokengate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret-backed variables the pod needs, as a list of "ENV=valueKey" pairs: only those that the
+rendered gateway.yaml names (a bearer-only gateway needs no session key and no Redis URL). With
+existingConfigMap the chart cannot read the config, so every variable is passed, marked optional.
+*/}}
+{{- define "tokengate.secretEnv" -}}
+{{- $config := include "tokengate.configData" . }}
+{{- $keys := .values.secretKeys }}
+{{- $all := list (list "TOKENGATE_CLIENT_SECRET" "clientSecret") (list "TOKENGATE_SESSION_KEY" "sessionKey") (list "TOKENGATE_REDIS_URL" "redisUrl") }}
+{{- range $all }}
+{{- $env := index . 0 }}
+{{- $key := index $keys (index . 1) }}
+{{- if and $key (or $.values.existingConfigMap (contains (printf "${%s" $env) $config)) }}
+{{ $env }}={{ index . 1 }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "tokengate.secretName" -}}
@@ -111,7 +133,7 @@ the sidecar sees its own Chart object, so there tokengate.image.tag (or digest) 
 
 {{/* Map entries for pod annotations: the config checksum (optional) and podAnnotations. */}}
 {{- define "tokengate.sidecarPodAnnotations" -}}
-{{- if .values.configChecksum.enabled -}}
+{{- if and .values.configChecksum.enabled (not .values.existingConfigMap) -}}
 checksum/tokengate-config: {{ include "tokengate.configData" . | sha256sum }}
 {{- end }}
 {{- end }}
@@ -141,10 +163,10 @@ checkov.io/skip3: CKV_K8S_15=IfNotPresent with an immutable tag or a digest avoi
 {{- if not (has $v.mode (list "standalone" "sidecar")) }}
 {{- fail (printf "tokengate: mode must be standalone or sidecar, not %q" (toString $v.mode)) }}
 {{- end }}
-{{- if and (not $v.secret.create) (not $v.existingSecret) }}
+{{- if and (not $v.secret.create) (not $v.existingSecret) (trim (include "tokengate.secretEnv" .)) }}
 {{- fail "tokengate: set existingSecret when secret.create is false" }}
 {{- end }}
-{{- if kindIs "map" $v.config }}
+{{- if and (kindIs "map" $v.config) (not $v.existingConfigMap) }}
 {{- $server := default dict $v.config.server }}
 {{- $admin := toString (default "" $server.admin_listen) }}
 {{- if or (hasPrefix "127." $admin) (hasPrefix "localhost" $admin) (hasPrefix "[::1]" $admin) (eq $admin "") }}
@@ -191,21 +213,19 @@ and, as tokengate.sidecarContainer, by application charts.
       containerPort: {{ $v.ports.admin }}
       protocol: TCP
   env:
-    - name: TOKENGATE_CLIENT_SECRET
+    {{- range (include "tokengate.secretEnv" . | trim | splitList "\n") }}
+    {{- if . }}
+    {{- $pair := splitList "=" . }}
+    - name: {{ index $pair 0 }}
       valueFrom:
         secretKeyRef:
-          name: {{ include "tokengate.secretName" . }}
-          key: {{ $v.secretKeys.clientSecret }}
-    - name: TOKENGATE_SESSION_KEY
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "tokengate.secretName" . }}
-          key: {{ $v.secretKeys.sessionKey }}
-    - name: TOKENGATE_REDIS_URL
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "tokengate.secretName" . }}
-          key: {{ $v.secretKeys.redisUrl }}
+          name: {{ include "tokengate.secretName" $ }}
+          key: {{ index $v.secretKeys (index $pair 1) }}
+          {{- if $v.existingConfigMap }}
+          optional: true
+          {{- end }}
+    {{- end }}
+    {{- end }}
     {{- if $v.metrics.multiprocDir }}
     - name: PROMETHEUS_MULTIPROC_DIR
       value: {{ $v.metrics.multiprocDir | quote }}
