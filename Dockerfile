@@ -65,10 +65,11 @@ USER 10001:10001
 # published to the internet.
 EXPOSE 8080 9090
 
-# Exec form (hadolint DL3025); slim images have no curl, so the stdlib does the request. The admin
-# listener answers on loopback whether it is bound to 127.0.0.1 or 0.0.0.0.
+# Exec form (hadolint DL3025); slim images have no curl, so the stdlib does the request. The probe
+# reads server.admin_listen from the config (TOKENGATE_CONFIG or /etc/tokengate/gateway.yaml), so a
+# ConfigMap that moves the admin port needs no new image; a wildcard bind is probed on loopback.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=3).status == 200 else 1)"]
+    CMD ["python", "-m", "gateway.healthcheck"]
 
 # SIGTERM starts a graceful shutdown (server.shutdown_grace); SIGHUP reloads the configuration.
 STOPSIGNAL SIGTERM

@@ -104,13 +104,13 @@ def claim_matches(claims: Mapping[str, Any], name: str, allowed: Sequence[ClaimV
 
 
 def email_domain_allowed(principal: Principal, domains: frozenset[str]) -> bool:
-    """Exact domain after the single '@'; an address the provider marks unverified never passes."""
+    """Exact domain after the single '@' (``*``: any); an address marked unverified never passes."""
     email = principal.email
     if not email or email.count("@") != 1:
         return False
     if principal.claims.get("email_verified") is False:
         return False
-    return email.rsplit("@", 1)[1].lower() in domains
+    return "*" in domains or email.rsplit("@", 1)[1].lower() in domains
 
 
 @dataclass(frozen=True, slots=True)

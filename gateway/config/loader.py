@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
+from gateway.config.suggest import suggestion
 from gateway.config.tls import tls_problems
 from gateway.config.trust import trust_problems
 from gateway.errors import ConfigError, ConfigProblem
@@ -78,7 +79,8 @@ def _substitute(
 def _message(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        nearest = suggestion(_clean_loc(tuple(error["loc"])))
+        return f"unknown key (did you mean '{nearest}'?)" if nearest else "unknown key"
     if kind == "missing":
         return "required key is missing"
     msg = str(error["msg"])

@@ -472,9 +472,11 @@ the [end of this page](#complete-example).
   empty string stays empty. A value that is entirely a variable is still converted to the option's type
   (`workers: "${WORKERS:-2}"` is the int 2).
 - **Durations** are strings: a number (decimals allowed) and a unit, `ms`, `s`, `m`, `h` or `d`:
-  `500ms`, `30s`, `1.5m`, `12h`, `1d`. A bare number such as `30` is refused, because its unit would be
+  `500ms`, `30s`, `1.5m`, `12h`, `1d`; several terms as Go writes them (oauth2-proxy, Pomerium) work
+  too: `1h30m`, `2m0.5s`, `300us`. A bare number such as `30` is refused, because its unit would be
   a guess.
-- **Unknown keys are errors**, everywhere: a misspelt option is reported, never silently ignored.
+- **Unknown keys are errors**, everywhere: a misspelt option is reported, never silently ignored, with
+  the nearest valid key at that place when one is close (`unknown key (did you mean 'scopes'?)`).
 - **Every problem is reported at once**, each with its YAML path and, where known, its line. Paths
   read like the file: `server.upstream_timeout`, `providers.main.issuer`, `routes[2].auth.scopes`
   (list indexes count from 0).

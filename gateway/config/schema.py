@@ -25,18 +25,35 @@ from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_
 from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.errors import ConfigProblem
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# One or more <number><unit> terms, as Go's time.ParseDuration writes them (oauth2-proxy and Pomerium
+# configs use "1h30m", "250ms"), plus "d" for days; no sign, no bare numbers.
+_DURATION_TERM = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
+_DURATION = re.compile(r"^(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d))+$")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``500ms``, ``30s``, ``15m``, ``12h``, ``1d`` -> timedelta; bare numbers are refused."""
+    """``500ms``, ``30s``, ``15m``, ``12h``, ``1d``, Go's ``1h30m`` / ``2m0.5s`` -> timedelta.
+
+    Bare numbers are refused: ``30`` could mean seconds or milliseconds, and a guess is worse than an error.
+    """
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, str):
-        found = _DURATION.match(value)
-        if found:
-            return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+    if isinstance(value, str) and len(value) <= 64:
+        text = value.strip()
+        if _DURATION.match(text):
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_TERM.findall(text))
+            return timedelta(seconds=seconds)
     raise ValueError(f"expected a duration such as 500ms, 30s, 15m or 12h, got {value!r}")
 
 
@@ -321,12 +338,25 @@ class MatchConfig(_Model):
 ClaimValue = str | int | bool
 
 
+def _check_email_domains(value: list[str]) -> list[str]:
+    # oauth2-proxy's --email-domain=* means "any domain"; beside real domains it would silently widen them.
+    if "*" in value and len(value) > 1:
+        raise ValueError('"*" allows every domain: list it alone or not at all')
+    for domain in value:
+        if domain != "*" and ("@" in domain or "*" in domain or not domain.strip()):
+            raise ValueError(f"expected a domain such as example.com (exact match), got {domain!r}")
+    return value
+
+
 class RequireConfig(_Model):
     claims: dict[str, list[ClaimValue]] = Field(
         default_factory=dict,
         description="Each named claim (dotted path for nesting) must hold one of the listed values.",
     )
-    email_domains: list[str] = Field(default_factory=list, description="Allowed e-mail domains (exact).")
+    email_domains: Annotated[list[str], AfterValidator(_check_email_domains)] = Field(
+        default_factory=list,
+        description='Allowed e-mail domains (exact); `["*"]`: any domain (an e-mail is still required).',
+    )
     subjects: list[str] = Field(default_factory=list, description="Allowed `sub` values.")
 
 
@@ -358,6 +388,11 @@ class AuthConfig(_Model):
     )
     allow_form_token: bool = Field(False, description="Accept a form-body `access_token` (RFC 6750 §2.2).")
     forward_token: bool = Field(True, description="Relay `Authorization: Bearer <access token>` upstream.")
+    allow_preflight: bool = Field(
+        False,
+        description="Forward CORS preflights (OPTIONS + Origin + Access-Control-Request-Method) "
+        "without credentials; OPTIONS joins `match.methods` when those are restricted.",
+    )
 
 
 class RouteConfig(_Model):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway import metrics
@@ -77,7 +77,9 @@ async def decide(
     query = original.query
     credential = _NO_CREDENTIAL if not query else Credential(None, query)
     principal: Principal | None = None
-    if route.mode != "public":
+    if route.mode != "public" and not (
+        route.allow_preflight and is_preflight(original.method, request.headers)
+    ):
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
         state.user = principal.subject
         authorise(route, principal, original.method, state)
@@ -193,6 +195,12 @@ async def authenticate(
         state.reasons = (reason,)
         state.decision = "deny"
         raise
+
+
+def is_preflight(method: str, headers: CIMultiDictProxy[str]) -> bool:
+    """A CORS preflight (Fetch standard §3.2.2): browsers send it without credentials, so a route
+    with ``allow_preflight`` forwards it unauthenticated and the upstream answers the CORS policy."""
+    return method == "OPTIONS" and "Origin" in headers and "Access-Control-Request-Method" in headers
 
 
 def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:

@@ -51,6 +51,7 @@ class CompiledRoute:
     forward_token: bool
     allow_query_token: bool
     allow_form_token: bool
+    allow_preflight: bool
     upstream_options: UpstreamOptions
 
     @classmethod
@@ -74,6 +75,7 @@ class CompiledRoute:
             forward_token=auth.forward_token,
             allow_query_token=auth.allow_query_token,
             allow_form_token=auth.allow_form_token,
+            allow_preflight=auth.allow_preflight,
             # Built per runtime: a reload re-reads the upstream_tls files (renewed certificates).
             upstream_options=upstream_options(
                 connect=server.upstream_connect_timeout.total_seconds(),
@@ -185,6 +187,14 @@ class Runtime:
         return None
 
 
+def _methods(route: RouteConfig) -> list[str] | None:
+    """The route's methods; a route that lets CORS preflights through takes OPTIONS too."""
+    methods = route.match.methods
+    if methods is not None and route.auth.allow_preflight and "OPTIONS" not in methods:
+        return [*methods, "OPTIONS"]
+    return methods
+
+
 def build_runtime(
     cfg: GatewayConfig,
     http: aiohttp.ClientSession,
@@ -222,7 +232,7 @@ def build_runtime(
     compiled = tuple(CompiledRoute.build(r, providers, cfg.server) for r in cfg.routes)
     audience_warnings(cfg)
     table = RouteTable(
-        RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
+        RouteSpec(route, r.match.path_prefix, r.match.host, _methods(r))
         for route, r in zip(compiled, cfg.routes, strict=True)
     )
     public_url = cfg.server.public_url

@@ -53,7 +53,7 @@ def test_check_config_reports_every_problem() -> None:
     assert result.stderr == (
         "tests/data/broken/unknown-keys.yaml: 2 problems\n"
         "  server.lisen_backlog (line 3): unknown key\n"
-        "  routes[0].auth.scope (line 8): unknown key\n"
+        "  routes[0].auth.scope (line 8): unknown key (did you mean 'scopes'?)\n"
     )
     assert "Traceback" not in result.stderr
 

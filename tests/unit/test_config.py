@@ -98,7 +98,7 @@ def test_unknown_keys() -> None:
     found = problems((ROOT / "tests/data/broken/unknown-keys.yaml").read_text())
     assert found == [
         "server.lisen_backlog (line 3): unknown key",
-        "routes[0].auth.scope (line 8): unknown key",
+        "routes[0].auth.scope (line 8): unknown key (did you mean 'scopes'?)",
     ]
 
 

@@ -67,7 +67,29 @@ app.kubernetes.io/part-of: tokengate
 {{- end }}
 
 {{- define "tokengate.configMapName" -}}
+{{- if .values.existingConfigMap }}
+{{- .values.existingConfigMap }}
+{{- else }}
 {{- printf "%s-config" (include "tokengate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret-backed variables the pod needs, as a list of "ENV=valueKey" pairs: only those that the
+rendered gateway.yaml names (a bearer-only gateway needs no session key and no Redis URL). With
+existingConfigMap the chart cannot read the config, so every variable is passed, marked optional.
+*/}}
+{{- define "tokengate.secretEnv" -}}
+{{- $config := include "tokengate.configData" . }}
+{{- $keys := .values.secretKeys }}
+{{- $all := list (list "TOKENGATE_CLIENT_SECRET" "clientSecret") (list "TOKENGATE_SESSION_KEY" "sessionKey") (list "TOKENGATE_REDIS_URL" "redisUrl") }}
+{{- range $all }}
+{{- $env := index . 0 }}
+{{- $key := index $keys (index . 1) }}
+{{- if and $key (or $.values.existingConfigMap (contains (printf "${%s" $env) $config)) }}
+{{ $env }}={{ index . 1 }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "tokengate.secretName" -}}
@@ -122,7 +144,7 @@ multiprocess files; with one worker they stay in memory (process_* and python_* 
 
 {{/* Map entries for pod annotations: the config checksum (optional) and podAnnotations. */}}
 {{- define "tokengate.sidecarPodAnnotations" -}}
-{{- if .values.configChecksum.enabled -}}
+{{- if and .values.configChecksum.enabled (not .values.existingConfigMap) -}}
 checksum/tokengate-config: {{ include "tokengate.configData" . | sha256sum }}
 {{- end }}
 {{- end }}
@@ -152,10 +174,10 @@ checkov.io/skip3: CKV_K8S_15=IfNotPresent with an immutable tag or a digest avoi
 {{- if not (has $v.mode (list "standalone" "sidecar")) }}
 {{- fail (printf "tokengate: mode must be standalone or sidecar, not %q" (toString $v.mode)) }}
 {{- end }}
-{{- if and (not $v.secret.create) (not $v.existingSecret) }}
+{{- if and (not $v.secret.create) (not $v.existingSecret) (trim (include "tokengate.secretEnv" .)) }}
 {{- fail "tokengate: set existingSecret when secret.create is false" }}
 {{- end }}
-{{- if kindIs "map" $v.config }}
+{{- if and (kindIs "map" $v.config) (not $v.existingConfigMap) }}
 {{- $server := default dict $v.config.server }}
 {{- $admin := toString (default "" $server.admin_listen) }}
 {{- if or (hasPrefix "127." $admin) (hasPrefix "localhost" $admin) (hasPrefix "[::1]" $admin) (eq $admin "") }}
@@ -202,21 +224,19 @@ and, as tokengate.sidecarContainer, by application charts.
       containerPort: {{ $v.ports.admin }}
       protocol: TCP
   env:
-    - name: TOKENGATE_CLIENT_SECRET
+    {{- range (include "tokengate.secretEnv" . | trim | splitList "\n") }}
+    {{- if . }}
+    {{- $pair := splitList "=" . }}
+    - name: {{ index $pair 0 }}
       valueFrom:
         secretKeyRef:
-          name: {{ include "tokengate.secretName" . }}
-          key: {{ $v.secretKeys.clientSecret }}
-    - name: TOKENGATE_SESSION_KEY
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "tokengate.secretName" . }}
-          key: {{ $v.secretKeys.sessionKey }}
-    - name: TOKENGATE_REDIS_URL
-      valueFrom:
-        secretKeyRef:
-          name: {{ include "tokengate.secretName" . }}
-          key: {{ $v.secretKeys.redisUrl }}
+          name: {{ include "tokengate.secretName" $ }}
+          key: {{ index $v.secretKeys (index $pair 1) }}
+          {{- if $v.existingConfigMap }}
+          optional: true
+          {{- end }}
+    {{- end }}
+    {{- end }}
     {{- if include "tokengate.multiprocess" . }}
     - name: PROMETHEUS_MULTIPROC_DIR
       value: {{ $v.metrics.multiprocDir | quote }}
