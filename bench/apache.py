@@ -107,7 +107,8 @@ ServerLimit 2
 ThreadsPerChild 64
 MaxRequestWorkers 128
 MinSpareThreads 32
-MaxSpareThreads 128  # never reap a child mid-run (its keep-alive connections would drop)
+# never reap a child mid-run (its keep-alive connections would drop)
+MaxSpareThreads 128
 # wrk's connections must not be recycled every 100 requests (PEERS.md)
 KeepAlive On
 KeepAliveTimeout 75

@@ -19,7 +19,7 @@ from bench.shared import BODY_SIZE, LOGIN, REQUIRED_SCOPE, Shared
 from bench.wrk import WrkResult, run_wrk
 
 
-class Aborted(Exception):
+class Aborted(BaseException):
     """SIGTERM, SIGHUP or the overall time limit: stop everything and report what we have."""
 
 
@@ -187,9 +187,7 @@ def judge(target: Target, wrk: WrkResult, result: ScenarioResult) -> None:
         per_pid = result.cpu_seconds_per_pid.get("server", {})
         busy = [v for v in per_pid.values() if v >= 0.15 * sum(per_pid.values()) > 0]
         if len(busy) < target.workers:
-            result.problems.append(
-                f"only {len(busy)} of the gateway's processes did real work: {result.cpu_seconds_per_pid['server']}"
-            )
+            result.problems.append(f"only {len(busy)} of the gateway's processes did real work: {per_pid}")
 
 
 def _stop(target: Target, result: ScenarioResult) -> None:

@@ -171,7 +171,8 @@ def markdown_report(
     ]
     for name, entry in computed.items():
         lines.append(
-            f"| {name} | {_num(entry.get('value'), '{:,.3f}')} | {_num(entry.get('cpu_per_request_ratio'), '{:.2f}')} "
+            f"| {name} | {_num(entry.get('value'), '{:,.3f}')} "
+            f"| {_num(entry.get('cpu_per_request_ratio'), '{:.2f}')} "
             f"| {_num(entry.get('implied_by_cpu'), '{:.3f}')} | {_target(entry)} |"
         )
     noisy = [r.key for r in results if (r.other_cpu_pct or 0) > 10]

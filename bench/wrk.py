@@ -1,9 +1,9 @@
 """Driving Debian's ``wrk`` and reading its results.
 
-The Lua script only sets headers (``BENCH_HEADERS``: "Name: value" lines) and defines ``done``: it has no ``request``/``response`` function, so
-wrk keeps its fast path (one pre-built request, no Lua per request). ``done`` prints one JSON line with
-the exact counters and latency percentiles (µs); the human-readable report is kept for the log and
-cross-checked (its "Non-2xx or 3xx responses" line).
+The Lua script only sets headers (``BENCH_HEADERS``: "Name: value" lines) and defines ``done``: it has
+no ``request``/``response`` function, so wrk keeps its fast path (one pre-built request, no Lua per
+request). ``done`` prints one JSON line with the exact counters and latency percentiles (µs); the
+human-readable report is kept for the log and cross-checked (its "Non-2xx or 3xx responses" line).
 """
 
 from __future__ import annotations
