@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -42,23 +43,34 @@ RULES: tuple[tuple[str, str], ...] = (
     ("tokengate handler + proxy (own code)", r"\(gateway/web/"),
     ("naive proxy handler (own code)", r"\(bench/naive_proxy\.py"),
     (
-        "aiohttp server (parse, dispatch, write)",
+        "aiohttp server (parse, dispatch, response)",
         r"aiohttp/(web_|http_|base_protocol|streams|helpers|payload)",
     ),
     ("event loop + socket I/O", r"asyncio/|uvloop|selectors\.py"),
 )
+OTHER = "other (gc, interpreter, start-up)"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^)]*)\)$")
 
 
+_CLIENT_SIDE = re.compile(r"aiohttp/(client|connector)")
+_SEND = re.compile(r"^StreamWriter\._write(lines)? \(aiohttp/http_writer\.py")
+
+
 def classify(stack: list[str]) -> str:
-    """The component of one sample (frames root first, as py-spy's raw format writes them)."""
-    for frame in reversed(stack):
+    """The component of one sample (frames root first, as py-spy's raw format writes them). Socket sends
+    go through aiohttp's StreamWriter on both sides: split by whether a client frame is on the stack."""
+    texts = []
+    for frame in stack:
         m = _FRAME.match(frame.strip())
-        text = f"{m['func']} ({_short(m['file'])})" if m else frame
+        texts.append(f"{m['func']} ({_short(m['file'])})" if m else frame)
+    for text in reversed(texts):
+        if _SEND.search(text):
+            client = any(_CLIENT_SIDE.search(t) for t in texts)
+            return "socket send → upstream" if client else "socket send → client"
         for component, pattern in RULES:
             if re.search(pattern, text):
                 return component
-    return "other (gc, interpreter, start-up)"
+    return OTHER
 
 
 def _short(path: str) -> str:
@@ -130,14 +142,15 @@ def profile_one(
         _out, err = spy.communicate(timeout=60)
         if spy.returncode != 0 or not raw.exists():
             raise RuntimeError(f"py-spy failed on {key}: {err.decode(errors='replace')[-500:]}")
-    counts = summarise(raw)
-    return {
-        "key": key,
-        "rps": wrk.rps,
-        "cpu_us": total / max(wrk.requests, 1) * 1e6,
-        "counts": counts,
-        "raw": raw,
-    }
+    figures = {"key": key, "rps": wrk.rps, "cpu_us": round(total / max(wrk.requests, 1) * 1e6, 1)}
+    raw.with_suffix(".json").write_text(json.dumps(figures) + "\n")
+    return {**figures, "counts": summarise(raw)}
+
+
+def from_results(key: str) -> dict[str, object]:
+    """A profile recorded earlier (bench/results/profile-KEY.txt and .json), summarised again."""
+    raw = RESULTS / f"profile-{key}.txt"
+    return {**json.loads(raw.with_suffix(".json").read_text()), "counts": summarise(raw)}
 
 
 def _py_spy() -> str:
@@ -148,7 +161,7 @@ def _py_spy() -> str:
 
 
 def markdown(profiles: list[dict[str, object]]) -> str:
-    components = [c for c, _ in RULES] + ["other (gc, interpreter, start-up)"]
+    components = [c for c, _ in RULES] + ["socket send → upstream", "socket send → client", OTHER]
     head = "| component | " + " | ".join(str(p["key"]) for p in profiles) + " |"
     lines = [
         head,
@@ -174,7 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds profiled per target (15)")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (200)")
     parser.add_argument("--targets", default=",".join(PROFILED), help=f"subset of {PROFILED}")
+    parser.add_argument(
+        "--summarise-only", action="store_true", help="summarise the raw files already in bench/results/"
+    )
     args = parser.parse_args(argv)
+    keys = [k.strip() for k in args.targets.split(",") if k.strip()]
+    if args.summarise_only:
+        print(markdown([from_results(k) for k in keys]))
+        return 0
     opts = Options(
         duration=args.duration,
         warmup=2.0,
@@ -193,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             shared = Shared(work, 1, stack)
             script = write_script(work)
-            for key in args.targets.split(","):
+            for key in keys:
                 print(f"profiling {key} ...", flush=True)
-                profiles.append(profile_one(key.strip(), shared, opts, work, script, args.rate))
+                profiles.append(profile_one(key, shared, opts, work, script, args.rate))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = markdown(profiles)
