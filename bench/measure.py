@@ -94,6 +94,24 @@ def preflight(target: Target) -> list[str]:
     return problems
 
 
+def settle(target: Target, headers: dict[str, str] | None = None, timeout: float = 15.0) -> list[str]:
+    """With several workers, /readyz can answer 200 before every worker has loaded its provider metadata
+    (one worker's 503 "metadata not loaded yet" was seen right after readiness): wait until 20 requests
+    in a row, on new connections spread by SO_REUSEPORT, are not 503. Returns a note when some were."""
+    deadline = time.monotonic() + timeout
+    in_a_row, unavailable = 0, 0
+    while in_a_row < 20 and time.monotonic() < deadline:
+        status, _h, _b = get(target.url, target.headers if headers is None else headers)
+        if status == 503:
+            unavailable, in_a_row = unavailable + 1, 0
+            time.sleep(0.05)
+        else:
+            in_a_row += 1
+    if unavailable:
+        return [f"{unavailable} answers were 503 after /readyz said ready (a worker not ready yet)"]
+    return []
+
+
 def warm_up(target: Target, opts: Options, script: Path, log: Path) -> list[str]:
     """A few sequential requests (caches: JWKS, verified tokens, introspection answers), then a short wrk
     run that opens every client and upstream connection before the measured run."""
@@ -225,11 +243,15 @@ def run_scenario(
                 result.fail(f"could not start: {exc}", "skipped" if scenario.optional else "failed")
                 return result
             if target.probe is not None:  # a cold cache: no preflight or warm-up may touch it first
+                if target.workers > 1:  # a garbage token: the probe's token must stay uncached
+                    result.problems += settle(target, {"Authorization": "Bearer not-a-token"})
                 result.probe, problems = target.probe()
                 for problem in problems:
                     result.fail(problem)
                 print(f"   {result.probe}", flush=True)
                 return result
+            if target.workers > 1:
+                result.problems += settle(target)
             problems = preflight(target) or warm_up(target, opts, script, wrk_log)
             for problem in problems:
                 result.fail(problem)
