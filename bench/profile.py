@@ -38,6 +38,10 @@ RULES: tuple[tuple[str, str], ...] = (
         r"\(gateway/(oidc/|policy\.py|web/credentials\.py)|joserfc/|authlib/",
     ),
     ("routing", r"\(gateway/routing\.py"),
+    (
+        SESSIONS := "sessions: Redis client + session load/decrypt",
+        r"redis/|\(gateway/(sessions/|web/session_auth)",
+    ),
     ("upstream ClientSession", r"aiohttp/(client|connector|client_reqrep|client_proto|cookiejar|tracing)"),
     ("tokengate middleware (own code)", r"\(gateway/web/middleware\.py"),
     ("tokengate handler + proxy (own code)", r"\(gateway/web/"),
@@ -52,6 +56,8 @@ OTHER = "other (gc, interpreter, start-up)"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^)]*)\)$")
 
 
+_REDIS = re.compile(r"redis/")
+_SESSION_CONTEXT = frozenset({"event loop + socket I/O", "timers (timeouts, perf_counter)"})
 _CLIENT_SIDE = re.compile(r"aiohttp/(client|connector)")
 _SEND = re.compile(r"^StreamWriter\._write(lines)? \(aiohttp/http_writer\.py")
 
@@ -69,6 +75,9 @@ def classify(stack: list[str]) -> str:
             return "socket send → upstream" if client else "socket send → client"
         for component, pattern in RULES:
             if re.search(pattern, text):
+                # asyncio streams, timeouts and loop work done for the Redis client belong to sessions
+                if component in _SESSION_CONTEXT and any(_REDIS.search(t) for t in texts):
+                    return SESSIONS
                 return component
     return OTHER
 
