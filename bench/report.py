@@ -175,6 +175,14 @@ def markdown_report(
             f"| {_num(entry.get('cpu_per_request_ratio'), '{:.2f}')} "
             f"| {_num(entry.get('implied_by_cpu'), '{:.3f}')} | {_target(entry)} |"
         )
+    lookup = meta.get("route_lookup_ns")
+    if lookup:
+        lines += [
+            "",
+            "Route lookup (`RouteTable.match`, best of 5, ns per hit / miss): "
+            + ", ".join(f"{int(n):,} routes {v['hit']:.0f} / {v['miss']:.0f}" for n, v in lookup.items())
+            + ".",
+        ]
     noisy = [r.key for r in results if (r.other_cpu_pct or 0) > 10]
     if noisy:
         lines += [
