@@ -51,9 +51,15 @@ run: setup ## Start the demo: test provider, demo upstream and the gateway on ht
 	$(BIN)/python -m demo
 
 .PHONY: bench
-bench: setup ## Load benchmark with wrk against loopback servers (bounded in time)
+bench: setup ## Side-by-side load benchmark (nginx, naive aiohttp, Apache peers, tokengate), ~10 min
+	@bash .ci/system-deps wrk nginx redis-server apache2 mod_auth_openidc mod_oauth2
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+.PHONY: bench-profile
+bench-profile: setup ## py-spy profile of tokengate's bearer-JWT route and the naive proxy under wrk load
 	@bash .ci/system-deps wrk nginx
-	$(BIN)/python -m bench.run
+	@test -x $(BIN)/py-spy || $(BIN)/pip install -q py-spy
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 .PHONY: deploy-check
 deploy-check: ## hadolint, helm lint/template, kubernetes-validate and checkov on the chart

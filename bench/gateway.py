@@ -31,6 +31,8 @@ class ProviderSpec:
     name: str
     issuer: str
     introspection: bool = False
+    #: Scopes asked for at login (session routes): the upstream then sees api:read for the session too.
+    scopes: tuple[str, ...] = ()
 
 
 def gateway_config(
@@ -41,9 +43,11 @@ def gateway_config(
     auth: dict[str, Any],
     provider: ProviderSpec | None,
     workers: int = 1,
+    sessions: dict[str, Any] | None = None,
     server: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A config with exactly one route, ``/bench``, in front of the nginx upstream."""
+    """A config with exactly one route, ``/bench``, in front of the nginx upstream (and, with
+    ``sessions``, the public URL the login flow needs)."""
     cfg: dict[str, Any] = {
         "server": {
             "listen": f"127.0.0.1:{port}",
@@ -67,11 +71,16 @@ def gateway_config(
             "client_id": "gw",
             "client_secret": "gw-secret",
         }
+        if provider.scopes:
+            pcfg["scopes"] = list(provider.scopes)
         if provider.introspection:
             pcfg["introspection_client_id"] = "introspector"
             pcfg["introspection_client_secret"] = "introspector-secret"
             pcfg["introspection_cache"] = "60s"
         cfg["providers"] = {provider.name: pcfg}
+    if sessions is not None:
+        cfg["server"]["public_url"] = f"http://127.0.0.1:{port}"
+        cfg["sessions"] = sessions
     return cfg
 
 
@@ -173,15 +182,18 @@ def start_gateway(
     auth: dict[str, Any],
     provider: ProviderSpec | None,
     workers: int = 1,
+    sessions: dict[str, Any] | None = None,
+    port: int | None = None,
     server: dict[str, Any] | None = None,
 ) -> Gateway:
     cfg = gateway_config(
-        port=free_port(),
+        port=port or free_port(),
         admin_port=free_port(),
         upstream_port=upstream_port,
         auth=auth,
         provider=provider,
         workers=workers,
+        sessions=sessions,
         server=server,
     )
     gw = Gateway(name, directory, cfg)

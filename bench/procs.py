@@ -162,3 +162,20 @@ def host_cpu() -> dict[str, float]:
         "steal": steal / _CLK_TCK,
         "total": (user + nice + system + idle + iowait + irq + softirq + steal) / _CLK_TCK,
     }
+
+
+def pss_mib(root: int) -> float | None:
+    """Proportional set size of ``root`` and its live descendants (MiB) from /proc/<pid>/smaps_rollup:
+    shared pages count once across the tree, which RSS would count in every process."""
+    total_kib, seen = 0, False
+    for pid in descendants(root):
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total_kib += int(line.split()[1])
+                seen = True
+                break
+    return round(total_kib / 1024, 1) if seen else None

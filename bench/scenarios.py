@@ -1,94 +1,70 @@
-"""The scenarios of one benchmark run, and the shared servers they use (one upstream, lazily the IdPs).
-
-A scenario's ``setup`` starts what it needs inside the given ExitStack and returns a Target: the URL wrk
-hits, the bearer token (if any), and which processes' CPU time to measure.
+"""The participants of one benchmark run. A scenario's ``setup`` starts what it needs inside the given
+ExitStack and returns a Target: the URL wrk hits, the credentials it sends, the requests that must be
+refused, and which processes' CPU time and memory are measured (role "server" is the one under test).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from bench.apache import Kind, start_apache
+from bench.coldcache import single_flight_probe
 from bench.gateway import REPO, Gateway, ProviderSpec, start_gateway
-from bench.nginx import proxy_conf, start_nginx, upstream_conf
+from bench.naive_proxy import start_naive_proxy
+from bench.nginx import proxy_conf, start_nginx
+from bench.session import login_cookie
+from bench.shared import AUDIENCE, LOGIN, REQUIRED_SCOPE, Shared
+from tests.fixtures.idp import IdP
 from bench.procs import Proc
-from tests.fixtures.idp import IdP, IdPSettings
 from tests.support.net import free_port, wait_for_http
 
-BODY_SIZE = 2048
 REQUEST_PATH = "/bench/item"
-TOKEN_SCOPE = "openid api:read"
-REQUIRED_SCOPE = "api:read"
-AUDIENCE = "api"
-LOGIN = "alice"
 
 
 @dataclass
 class Target:
     url: str
-    token: str | None = None
-    #: role -> pid of a process tree whose CPU time is measured ("server" is the one under test)
+    headers: dict[str, str] = field(default_factory=dict)
+    #: (what, headers, statuses allowed): requests the participant must refuse before any load
+    refusals: list[tuple[str, dict[str, str], tuple[int, ...]]] = field(default_factory=list)
+    whoami: bool = False  # the upstream must see X-Auth-Request-User: alice and the scope
     measured: dict[str, int] = field(default_factory=dict)
     gateway: Gateway | None = None
     idp: IdP | None = None
-    bearer: bool = False
     workers: int = 1
-
-
-class Shared:
-    """Servers shared by every scenario of a run, started on first use and stopped at ``close``."""
-
-    def __init__(self, directory: Path, nginx_workers: int, stack: contextlib.ExitStack) -> None:
-        self.directory = directory
-        self.nginx_workers = nginx_workers
-        self.stack = stack
-        self._upstream: tuple[Proc, int] | None = None
-        self._idps: dict[str, tuple[IdP, str]] = {}
-
-    def upstream(self) -> tuple[Proc, int]:
-        """The nginx upstream: a fixed 2 KiB body on every path, /whoami echoes the identity headers."""
-        if self._upstream is None:
-            www = self.directory / "www"
-            www.mkdir(exist_ok=True)
-            body = www / "body.bin"
-            body.write_bytes((b"tokengate-bench " * (BODY_SIZE // 16 + 1))[:BODY_SIZE])
-            port = free_port()
-            where = self.directory / "nginx-upstream"
-            proc = start_nginx(
-                "nginx-upstream", where, upstream_conf(where, port, body, self.nginx_workers), port
-            )
-            self.stack.callback(proc.stop)
-            self._upstream = (proc, port)
-        return self._upstream
-
-    def idp(self, token_format: str) -> tuple[IdP, str]:
-        """A test OpenID provider issuing ``token_format`` access tokens, and one access token for alice
-        with scope api:read and aud=api. Tokens live for an hour: longer than any run."""
-        if token_format not in self._idps:
-            log_dir = self.directory / f"idp-{token_format}"
-            log_dir.mkdir(exist_ok=True)
-            idp = IdP(
-                IdPSettings(access_token_format=token_format, access_token_ttl=3600),  # type: ignore[arg-type]
-                log_dir,
-            )
-            self.stack.callback(idp.stop)
-            idp.start()
-            # Opaque tokens carry aud only when bound to the resource (RFC 8707); JWTs always do.
-            extra = {"resource": idp.resource_indicator} if token_format == "opaque" else None
-            tokens = asyncio.run(idp.obtain_tokens(login=LOGIN, scope=TOKEN_SCOPE, extra=extra))
-            token = tokens["access_token"]
-            if not isinstance(token, str) or not token:
-                raise RuntimeError(f"the {token_format} IdP returned no access token: {tokens!r}")
-            self._idps[token_format] = (idp, token)
-        return self._idps[token_format]
+    #: instead of load: a measurement that returns its figures and the problems it found
+    probe: Callable[[], tuple[dict[str, Any], list[str]]] | None = None
+    logs: list[Path] = field(default_factory=list)  # error logs worth a tail on failure
 
 
 Setup = Callable[[Shared, contextlib.ExitStack, Path], Target]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _bearer_refusals(wrong_scope_token: str) -> list[tuple[str, dict[str, str], tuple[int, ...]]]:
+    return [
+        ("no token", {}, (401,)),
+        ("a garbage token", _bearer("not-a-token"), (401,)),
+        ("a token without api:read", _bearer(wrong_scope_token), (401, 403)),
+    ]
+
+
+def _roles(shared: Shared, server: int, idp: IdP | None = None) -> dict[str, int]:
+    upstream, _port = shared.upstream()
+    roles = {"server": server, "upstream": upstream.pid}
+    proc = getattr(idp, "_proc", None)  # the fixture keeps its Popen private; its CPU is worth seeing
+    if proc is not None:
+        roles["idp"] = proc.pid
+    return roles
 
 
 def nginx_direct(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
@@ -97,31 +73,74 @@ def nginx_direct(shared: Shared, stack: contextlib.ExitStack, directory: Path) -
 
 
 def nginx_proxy(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    upstream, up_port = shared.upstream()
+    _upstream, up_port = shared.upstream()
     port = free_port()
     where = directory / "nginx-proxy"
     proc = start_nginx("nginx-proxy", where, proxy_conf(where, port, up_port, shared.nginx_workers), port)
     stack.callback(proc.stop)
-    return Target(
-        url=f"http://127.0.0.1:{port}{REQUEST_PATH}", measured={"server": proc.pid, "upstream": upstream.pid}
-    )
+    return Target(url=f"http://127.0.0.1:{port}{REQUEST_PATH}", measured=_roles(shared, proc.pid))
 
 
-def _gateway_target(
+def naive_proxy(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+    _upstream, up_port = shared.upstream()
+    port = free_port()
+    proc = start_naive_proxy(directory / "naive", port, up_port)
+    stack.callback(proc.stop)
+    return Target(url=f"http://127.0.0.1:{port}{REQUEST_PATH}", measured=_roles(shared, proc.pid))
+
+
+def _apache(kind: Kind, token_format: str) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        _upstream, up_port = shared.upstream()
+        issuer = shared.issuer(token_format)
+        front = shared.https_front(token_format)
+        port = free_port()
+        where = directory / "apache"
+        proc = start_apache(
+            where, port=port, upstream_port=up_port, kind=kind, front=front, audience=AUDIENCE
+        )
+        stack.callback(proc.stop)
+        return Target(
+            url=f"http://127.0.0.1:{port}{REQUEST_PATH}",
+            headers=_bearer(issuer.token),
+            refusals=_bearer_refusals(issuer.wrong_scope_token),
+            measured=_roles(shared, proc.pid, issuer.idp),
+            idp=issuer.idp,
+            logs=[where / "error.log"],
+        )
+
+    return setup
+
+
+def _tokengate(
     shared: Shared,
     stack: contextlib.ExitStack,
     directory: Path,
     *,
-    auth: dict[str, object],
+    auth: dict[str, Any],
     issuing: str | None = None,
     workers: int = 1,
-    server: dict[str, object] | None = None,
-) -> Target:
-    upstream, up_port = shared.upstream()
-    idp, token, provider = None, None, None
-    if issuing is not None:
-        idp, token = shared.idp(issuing)
-        provider = ProviderSpec("idp", idp.issuer, introspection=auth.get("validate") == "introspection")
+    sessions: bool = False,
+    server: dict[str, Any] | None = None,
+) -> tuple[Target, Gateway]:
+    _upstream, up_port = shared.upstream()
+    issuer = shared.issuer(issuing) if issuing is not None else None
+    provider = None
+    if issuer is not None:
+        provider = ProviderSpec(
+            "idp",
+            issuer.idp.issuer,
+            introspection=auth.get("validate") == "introspection",
+            scopes=("openid", REQUIRED_SCOPE) if sessions else (),
+        )
+    session_cfg = None
+    if sessions:
+        session_cfg = {
+            "store": "redis",
+            "redis_url": shared.redis().url,
+            "encryption_key": shared.session_key,
+            "refresh_before": "0s",
+        }
     gw = start_gateway(
         "tokengate",
         directory / "tokengate",
@@ -129,59 +148,85 @@ def _gateway_target(
         auth=auth,
         provider=provider,
         workers=workers,
+        sessions=session_cfg,
+        port=shared.session_port if sessions else None,
         server=server,
     )
     stack.callback(gw.stop)
-    return Target(
+    target = Target(
         url=f"http://127.0.0.1:{gw.port}{REQUEST_PATH}",
-        token=token,
-        measured={"server": gw.pid, "upstream": upstream.pid, **_idp_role(idp)},
+        measured=_roles(shared, gw.pid, issuer.idp if issuer else None),
         gateway=gw,
-        idp=idp,
-        bearer=token is not None,
+        idp=issuer.idp if issuer else None,
         workers=workers,
     )
+    if issuer is not None and not sessions:
+        target.headers = _bearer(issuer.token)
+        target.refusals = _bearer_refusals(issuer.wrong_scope_token)
+        target.whoami = True
+    return target, gw
 
 
-def _idp_role(idp: IdP | None) -> dict[str, int]:
-    proc = getattr(idp, "_proc", None)  # the fixture keeps its Popen private; its CPU is worth seeing
-    return {"idp": proc.pid} if proc is not None else {}
+def _public(workers: int) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        return _tokengate(shared, stack, directory, auth={"mode": "public"}, workers=workers)[0]
+
+    return setup
 
 
-def tokengate_public(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    return _gateway_target(shared, stack, directory, auth={"mode": "public"})
+def _bearer_route(validate: str, workers: int) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        auth = {
+            "mode": "bearer",
+            "provider": "idp",
+            "validate": validate,
+            "audience": AUDIENCE,
+            "scopes": [REQUIRED_SCOPE],
+        }
+        issuing = "jwt" if validate == "jwt" else "opaque"
+        return _tokengate(shared, stack, directory, auth=auth, issuing=issuing, workers=workers)[0]
+
+    return setup
 
 
-def tokengate_jwt(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    auth = {
-        "mode": "bearer",
-        "provider": "idp",
-        "validate": "jwt",
-        "audience": AUDIENCE,
-        "scopes": [REQUIRED_SCOPE],
-    }
-    return _gateway_target(shared, stack, directory, auth=auth, issuing="jwt")
+def _session_route(workers: int) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        auth = {"mode": "session", "provider": "idp", "scopes": [REQUIRED_SCOPE]}
+        target, gw = _tokengate(
+            shared, stack, directory, auth=auth, issuing="jwt", workers=workers, sessions=True
+        )
+        if shared.session_cookie is None:  # once per run: the session lives in Redis, not the process
+            shared.session_cookie = login_cookie(
+                f"http://127.0.0.1:{gw.port}", REQUEST_PATH, target.idp, LOGIN
+            )  # type: ignore[arg-type]
+        target.headers = {"Cookie": shared.session_cookie}
+        target.refusals = [
+            ("no cookie", {}, (401, 302)),
+            ("an unknown session", {"Cookie": "tokengate_session=bogus"}, (401, 302)),
+        ]
+        target.whoami = True
+        return target
+
+    return setup
 
 
-def tokengate_introspection(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    auth = {
-        "mode": "bearer",
-        "provider": "idp",
-        "validate": "introspection",
-        "audience": AUDIENCE,
-        "scopes": [REQUIRED_SCOPE],
-    }
-    return _gateway_target(shared, stack, directory, auth=auth, issuing="opaque")
+def _cold(workers: int) -> Setup:
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        target = _bearer_route("introspection", workers)(shared, stack, directory)
+        token = shared.issuer("opaque").token
+        target.probe = lambda: single_flight_probe(target.url, token, target.idp, workers)  # type: ignore[arg-type]
+        return target
+
+    return setup
 
 
 def otlp_sink(stack: contextlib.ExitStack, directory: Path) -> int:
-    """A loopback OTLP/HTTP receiver process (bench.otlp_sink); returns its port."""
+    """A loopback OTLP/HTTP receiver process (bench.otlp_sink, which decodes every span); its port."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "bench.otlp_sink", str(port)]
-    proc = Proc(
-        "otlp-sink", argv, directory / "otlp-sink.log", env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO
-    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = Proc("otlp-sink", argv, directory / "otlp-sink.log", env=env, cwd=REPO)
     stack.callback(proc.stop)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/", timeout=15)
@@ -195,17 +240,9 @@ def _traced(ratio: float) -> Setup:
         """As tokengate-public, with server.tracing exporting to a loopback OTLP/HTTP receiver."""
         port = otlp_sink(stack, directory / "otlp")
         tracing = {"otlp_endpoint": f"http://127.0.0.1:{port}", "sample_ratio": ratio}
-        return _gateway_target(shared, stack, directory, auth={"mode": "public"}, server={"tracing": tracing})
+        return _tokengate(shared, stack, directory, auth={"mode": "public"}, server={"tracing": tracing})[0]
 
     return setup
-
-
-tokengate_public_traced = _traced(1.0)
-tokengate_public_traced_10 = _traced(0.1)
-
-
-def tokengate_public_2w(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    return _gateway_target(shared, stack, directory, auth={"mode": "public"}, workers=2)
 
 
 @dataclass(frozen=True)
@@ -219,23 +256,45 @@ class Scenario:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("nginx-direct", "nginx direct (upstream itself, the ceiling)", nginx_direct),
     Scenario("nginx-proxy", "nginx pass-through proxy -> nginx", nginx_proxy),
-    Scenario("tokengate-public", "tokengate, public route", tokengate_public),
+    Scenario("naive-proxy", "naive aiohttp proxy, uvloop, 1 process, no auth", naive_proxy),
     Scenario(
-        "tokengate-public-traced", "tokengate, public route, tracing on (OTLP/HTTP)", tokengate_public_traced
-    ),
-    Scenario(
-        "tokengate-public-traced-10",
-        "tokengate, public route, tracing on, sample_ratio 0.1",
-        tokengate_public_traced_10,
-    ),
-    Scenario("tokengate-jwt", "tokengate, bearer jwt + aud + scope (warm)", tokengate_jwt),
-    Scenario(
-        "tokengate-introspection", "tokengate, bearer introspection + scope (warm)", tokengate_introspection
-    ),
-    Scenario(
-        "tokengate-public-2w",
-        "tokengate, public route, server.workers: 2",
-        tokengate_public_2w,
+        "apache-openidc-jwt",
+        "Apache + mod_auth_openidc, JWT via JWKS + scope + aud",
+        _apache("openidc-jwt", "jwt"),
         optional=True,
+    ),
+    Scenario(
+        "apache-openidc-introspection",
+        "Apache + mod_auth_openidc, introspection + shm cache",
+        _apache("openidc-introspection", "opaque"),
+        optional=True,
+    ),
+    Scenario(
+        "apache-oauth2-jwt",
+        "Apache + mod_oauth2, JWT + scope + aud",
+        _apache("oauth2-jwt", "jwt"),
+        optional=True,
+    ),
+    Scenario("tokengate-public", "tokengate, public route", _public(1)),
+    Scenario("tokengate-public-traced", "tokengate, public route, tracing on (OTLP/HTTP)", _traced(1.0)),
+    Scenario("tokengate-public-traced-10", "tokengate, public route, tracing on, 10 % sampled", _traced(0.1)),
+    Scenario("tokengate-jwt", "tokengate, bearer JWT + aud + scope (warm)", _bearer_route("jwt", 1)),
+    Scenario(
+        "tokengate-introspection",
+        "tokengate, bearer introspection + aud + scope (warm)",
+        _bearer_route("introspection", 1),
+    ),
+    Scenario("tokengate-session", "tokengate, session route (Redis)", _session_route(1)),
+    Scenario("tokengate-cold", "tokengate, cold introspection cache: 100 concurrent first uses", _cold(1)),
+    Scenario("tokengate-public-2w", "tokengate 2 workers, public route", _public(2)),
+    Scenario("tokengate-jwt-2w", "tokengate 2 workers, bearer JWT (warm)", _bearer_route("jwt", 2)),
+    Scenario(
+        "tokengate-introspection-2w",
+        "tokengate 2 workers, bearer introspection (warm)",
+        _bearer_route("introspection", 2),
+    ),
+    Scenario("tokengate-session-2w", "tokengate 2 workers, session route (Redis)", _session_route(2)),
+    Scenario(
+        "tokengate-cold-2w", "tokengate 2 workers, cold introspection cache (per-process caches)", _cold(2)
     ),
 )

@@ -1,9 +1,9 @@
 """Driving Debian's ``wrk`` and reading its results.
 
-The Lua script only sets a header and defines ``done``: it has no ``request``/``response`` function, so
-wrk keeps its fast path (one pre-built request, no Lua per request). ``done`` prints one JSON line with
-the exact counters and latency percentiles (µs); the human-readable report is kept for the log and
-cross-checked (its "Non-2xx or 3xx responses" line).
+The Lua script only sets headers (``BENCH_HEADERS``: "Name: value" lines) and defines ``done``: it has
+no ``request``/``response`` function, so wrk keeps its fast path (one pre-built request, no Lua per
+request). ``done`` prints one JSON line with the exact counters and latency percentiles (µs); the
+human-readable report is kept for the log and cross-checked (its "Non-2xx or 3xx responses" line).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 LUA_SCRIPT = r"""
-local token = os.getenv("BENCH_BEARER_TOKEN")
-if token ~= nil and token ~= "" then
-  wrk.headers["Authorization"] = "Bearer " .. token
+local lines = os.getenv("BENCH_HEADERS") or ""
+for line in string.gmatch(lines, "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name ~= nil then wrk.headers[name] = value end
 end
 
 done = function(summary, latency, requests)
@@ -86,7 +87,7 @@ def run_wrk(
     duration: float,
     threads: int,
     connections: int,
-    token: str | None,
+    headers: dict[str, str],
     log: Path,
 ) -> WrkResult:
     """One bounded wrk run (``-d``, plus a hard subprocess timeout); raises RuntimeError on failure."""
@@ -103,7 +104,7 @@ def run_wrk(
         str(script),
         url,
     ]
-    env = {**os.environ, "BENCH_BEARER_TOKEN": token or ""}
+    env = {**os.environ, "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items())}
     started = time.monotonic()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
