@@ -18,10 +18,10 @@ from bench.coldcache import single_flight_probe
 from bench.gateway import REPO, Gateway, ProviderSpec, start_gateway
 from bench.naive_proxy import start_naive_proxy
 from bench.nginx import proxy_conf, start_nginx
+from bench.procs import Proc
 from bench.session import login_cookie
 from bench.shared import AUDIENCE, LOGIN, REQUIRED_SCOPE, Shared
 from tests.fixtures.idp import IdP
-from bench.procs import Proc
 from tests.support.net import free_port, wait_for_http
 
 REQUEST_PATH = "/bench/item"
