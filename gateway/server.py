@@ -32,6 +32,7 @@ from gateway.web.state import RUNTIME
 log = logging.getLogger("tokengate")
 
 WATCH_INTERVAL = 1.0
+START_WAIT = 30.0  # seconds a worker of several waits for its providers before it takes connections
 _RESTART_ONLY = ("listen", "admin_listen", "workers", "shutdown_grace", "tracing")
 
 
@@ -95,10 +96,12 @@ class Gateway:
         await admin_runner.setup()
         host, port = split_listen(server.listen)
         ahost, aport = split_listen(server.admin_listen)
+        await web.TCPSite(admin_runner, ahost, aport, reuse_port=self.reuse_port).start()
+        if self.reuse_port:
+            await self._providers_loaded()
         await web.TCPSite(
             runner, host, port, reuse_port=self.reuse_port, backlog=1024, ssl_context=self.tls
         ).start()
-        await web.TCPSite(admin_runner, ahost, aport, reuse_port=self.reuse_port).start()
         log.info(
             "tokengate listening on %s (admin %s), pid %d", server.listen, server.admin_listen, os.getpid()
         )
@@ -117,6 +120,17 @@ class Gateway:
         await runner.cleanup()  # stops accepting, waits for in-flight handlers up to the grace
         await admin_runner.cleanup()
         log.info("stopped")
+
+    async def _providers_loaded(self) -> None:
+        """With several workers on one port the kernel hands each connection to any of them, and a
+        sibling's /readyz cannot vouch for this one: a worker joins the public port only once the
+        metadata of the providers its routes use is loaded, or after START_WAIT (then requests that
+        need a provider still get 503 until it loads, as with one worker)."""
+        providers = list(self.app[RUNTIME].current.providers.values())
+        loaded = await asyncio.gather(*(p.wait_ready(START_WAIT) for p in providers))
+        if not all(loaded):
+            late = [p.name for p, ok in zip(providers, loaded, strict=True) if not ok]
+            log.warning("joining the public port with provider metadata still loading: %s", ", ".join(late))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
