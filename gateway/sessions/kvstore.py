@@ -243,6 +243,10 @@ class KeyValueSessionStore(ABC):
             # SET NX: of two replicas that receive the same token at once, exactly one wins.
             return await self._set(key, b"1", ttl_ms(ttl), "nx")
 
+    async def forget_use(self, kind: str, issuer: str, jti: str) -> None:
+        async with self._guard("forget_use"):
+            await self._delete(self._keys.replay(kind, issuer, jti))
+
     # -- login states ---------------------------------------------------------------------------------
 
     async def save_login(self, state: LoginState, ttl: float) -> None:

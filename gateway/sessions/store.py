@@ -106,6 +106,10 @@ class SessionStore(Protocol):
         a replay; shared by every replica (OIDC Back-Channel Logout §2.6 step 6)."""
         ...
 
+    async def forget_use(self, kind: str, issuer: str, jti: str) -> None:
+        """Undo ``first_use`` when the work it guarded failed, so the sender's retry is not a replay."""
+        ...
+
     async def end_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> list[EndedSession]:
         """Delete every session of the provider's ``sid`` (or, without one, of the subject ``sub``) and
         return them; none is no error (the logout is idempotent, OIDC Back-Channel Logout §2.8)."""

@@ -808,3 +808,11 @@ def test_cluster_index_keys_carry_their_own_hash_tag() -> None:
         tag = key[key.index("{") + 1 : key.index("}")]
         assert key_slot(key.encode()) == key_slot(tag.encode())
         assert key.count("{") == 1
+
+
+async def test_forget_use_lets_a_retry_through(backend: Backend) -> None:
+    store = backend.open()
+    assert await store.first_use("logout", "https://idp", "jti-retry", ttl=60)
+    await store.forget_use("logout", "https://idp", "jti-retry")  # the guarded work failed
+    assert await store.first_use("logout", "https://idp", "jti-retry", ttl=60)
+    assert not await store.first_use("logout", "https://idp", "jti-retry", ttl=60)
