@@ -104,9 +104,11 @@ async def _logout_token(request: web.Request) -> str:
         raise BadRequest(f"the body must be {_FORM}", detail=f"content type {request.content_type!r}")
     if request.content_length is not None and request.content_length > _MAX_BODY:
         raise BadRequest("the body is too large for a logout request")
-    body = await request.content.read(_MAX_BODY + 1)
-    if len(body) > _MAX_BODY:
-        raise BadRequest("the body is too large for a logout request")
+    body = b""
+    while chunk := await request.content.read(_MAX_BODY + 1 - len(body)):  # read() may return a part
+        body += chunk
+        if len(body) > _MAX_BODY:
+            raise BadRequest("the body is too large for a logout request")
     try:
         form = parse_qs(
             body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=_MAX_FIELDS

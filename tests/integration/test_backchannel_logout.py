@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +19,8 @@ import pytest
 import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
+from joserfc import jws
+from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
 from gateway.app import create_app
@@ -286,3 +291,45 @@ async def test_sub_only_logout_ends_every_session_of_the_user(
     finally:
         await second.close()
         await bob.close()
+
+
+async def test_several_providers_need_the_provider_parameter(
+    login_setup: LoginFactory, idp_factory: Any, upstream: Upstream, tmp_path: Path
+) -> None:
+    setup = await login_setup()
+    second = idp_factory(key_file=tmp_path / "second-keys.json")
+    config = copy.deepcopy(setup.config)
+    config["providers"]["second"] = {
+        **config["providers"]["main"],
+        "issuer": second.issuer,
+        "client_id": second.client_id,
+        "client_secret": second.client_secret,
+    }
+    config["routes"] = [
+        session_route(upstream, name="two", prefix="/two", provider="second"),
+        session_route(upstream),
+    ]
+    setup = await setup.rebuild(config)
+    jwk = next(
+        k for k in json.loads((tmp_path / "second-keys.json").read_text())["keys"] if k["alg"] == "RS256"
+    )
+    claims = {
+        "iss": second.issuer,
+        "aud": second.client_id,
+        "iat": int(time.time()),
+        "jti": "several-1",
+        "sub": "alice",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    }
+    token = jws.serialize_compact(
+        {"alg": "RS256", "kid": jwk["kid"]}, json.dumps(claims), RSAKey.import_key(jwk), algorithms=["RS256"]
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = []
+    async with aiohttp.ClientSession() as op:
+        for query in ("", "?provider=main", "?provider=second", "?provider=second&provider=main"):
+            url = setup.url + BACKCHANNEL + query
+            async with op.post(url, data={"logout_token": token}, headers=form) as resp:
+                answers.append((resp.status, (await resp.text())[:200]))
+    assert [status for status, _ in answers] == [400, 400, 200, 400], answers
+    assert "provider" in answers[0][1]  # several providers: ?provider= is required

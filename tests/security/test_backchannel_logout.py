@@ -286,3 +286,20 @@ async def test_redis_down_answers_503_and_never_500(
     assert status == 503, answer
     assert headers["Retry-After"]
     assert answer["error"] == "temporarily_unavailable"
+
+
+async def test_endless_chunked_body_is_cut_off(setup: LoginSetup, browser: aiohttp.ClientSession) -> None:
+    """Memory exhaustion: a chunked body with no length is read only up to the logout request limit."""
+
+    async def endless() -> Any:
+        yield b"logout_token="
+        for _ in range(64):
+            yield b"a" * 4096
+
+    async with (
+        aiohttp.ClientSession() as op,
+        op.post(setup.url + BACKCHANNEL, data=endless(), headers={"Content-Type": FORM}) as resp,
+    ):
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "invalid_request"
+    assert await alive(setup, browser)
