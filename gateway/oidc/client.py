@@ -195,8 +195,9 @@ class ProviderClient:
     # ---- back-channel logout -----------------------------------------------------------------------
 
     def logout_token_window(self, claims: LogoutClaims) -> float:
-        """Seconds from now during which ``claims`` would still be accepted: how long its jti is kept."""
-        return claims.iat + LOGOUT_TOKEN_MAX_AGE + self._leeway - self._clock()
+        """Seconds from now during which ``claims`` would still be accepted: how long its jti is kept
+        (at least a second: a token accepted at the very edge of the window still gets its replay key)."""
+        return max(1.0, claims.iat + LOGOUT_TOKEN_MAX_AGE + self._leeway - self._clock())
 
     async def verify_logout_token(self, token: str) -> LogoutClaims:
         """OIDC Back-Channel Logout §2.6 steps 1-5 against this provider's keys; LogoutTokenError when the
