@@ -47,6 +47,7 @@ class Session:
     expires_at: float  # absolute timeout
     email: str | None = None
     name: str | None = None
+    sid: str | None = None  # the provider's session id (ID token ``sid``): back-channel logout finds it
 
 
 @dataclass(frozen=True, slots=True)

@@ -390,7 +390,9 @@ _NOTES: dict[str, str] = {
 - `redis_url` forms (plain, TLS, unix socket, Sentinel, Cluster) are listed in
   [deployment.md](deployment.md#redis). Every key has a TTL and lives under `key_prefix`:
   `session:{<sha256 of the session id>}`, `lock:refresh:{<sha256 of the session id>}`,
-  `login:<sha256 of state>` and `introspect:<sha256 of issuer, endpoint and token>`. Sessions, login
+  `login:<sha256 of state>`, `introspect:<sha256 of issuer, endpoint and token>`, and for back-channel
+  logout `bcl:sid:{<sha256>}` / `bcl:sub:{<sha256>}` (sorted sets of hashed session ids) and
+  `replay:logout:<sha256 of issuer and jti>` ([backchannel-logout.md](backchannel-logout.md)). Sessions, login
   states and cache entries are encrypted with AES-256-GCM under `encryption_key`, with their own Redis
   key as associated data (the lock holds only a random owner id).
 - `store: memory` keeps sessions in the process: they are not shared by replicas (and are refused with

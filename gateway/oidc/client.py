@@ -16,7 +16,7 @@ import aiohttp
 
 from gateway.config.schema import ProviderConfig
 from gateway.config.trust import ANY_AUDIENCE, is_plain_http_off_loopback
-from gateway.errors import ProviderUnavailable
+from gateway.errors import InvalidToken, ProviderUnavailable
 from gateway.models import Principal, TokenSet
 from gateway.oidc.access_token import JwtAccessTokenVerifier
 from gateway.oidc.client_auth import ClientCredentials
@@ -25,6 +25,7 @@ from gateway.oidc.http import ProviderHttp
 from gateway.oidc.id_token import IdTokenValidator
 from gateway.oidc.introspection import Introspector, SharedCache
 from gateway.oidc.jwks import JwksCache
+from gateway.oidc.logout_token import LogoutClaims, LogoutTokenError, logout_token_header, verify_logout_token
 from gateway.oidc.metadata import ENDPOINT_NAMES, ProviderMetadata, discover, discovery_needed, from_config
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 BACKOFF_INITIAL = 0.2
 BACKOFF_MAX = 30.0
 RELOAD_INTERVAL = 3600.0
+#: OIDC Back-Channel Logout §2.6: logout tokens older than this (plus jwt_leeway) are refused, and their
+#: jti is remembered this long; 5 minutes as DESIGN §8 says.
+LOGOUT_TOKEN_MAX_AGE = 300.0
 
 
 class ProviderClient:
@@ -72,6 +76,8 @@ class ProviderClient:
         )
         self._id_tokens = IdTokenValidator(cfg.issuer, cfg.client_id, self._jwks, clock, leeway)
         self._grants = Grants(name, cfg, self._http, self._loaded_metadata, clock)
+        self._clock = clock
+        self._leeway = leeway
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -198,6 +204,36 @@ class ProviderClient:
                 return principal
             return await self._introspector.verify(token, audience)
         raise ValueError(f"unknown validation {validation!r}")
+
+    async def forget_access_token(self, token: str) -> None:
+        """A logged-out session's access token: purge its introspection answers (here and shared)."""
+        await self._introspector.forget(token)
+
+    # ---- back-channel logout -----------------------------------------------------------------------
+
+    def logout_token_window(self, claims: LogoutClaims) -> float:
+        """Seconds from now during which ``claims`` would still be accepted: how long its jti is kept
+        (at least a second: a token accepted at the very edge of the window still gets its replay key)."""
+        return max(1.0, claims.iat + LOGOUT_TOKEN_MAX_AGE + self._leeway - self._clock())
+
+    async def verify_logout_token(self, token: str) -> LogoutClaims:
+        """OIDC Back-Channel Logout §2.6 steps 1-5 against this provider's keys; LogoutTokenError when the
+        token fails a check (an unknown key included), ProviderUnavailable when the keys cannot be had."""
+        header = logout_token_header(token)  # alg none, MACs and malformed tokens stop here, before I/O
+        self._loaded_metadata()
+        try:
+            key = await self._jwks.key_for(header.kid, header.alg)
+        except InvalidToken as exc:
+            raise LogoutTokenError(exc.detail) from exc
+        return verify_logout_token(
+            token,
+            key,
+            issuer=self.cfg.issuer,
+            client_id=self.cfg.client_id,
+            now=self._clock(),
+            leeway=self._leeway,
+            max_age=LOGOUT_TOKEN_MAX_AGE,
+        )
 
     # ---- browser login -----------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ class SharedCache(Protocol):
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None: ...
 
+    async def cache_delete(self, key: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
@@ -136,6 +138,14 @@ class Introspector:
 
     async def close(self) -> None:
         await self._flight.close()
+
+    async def forget(self, token: str) -> None:
+        """Drop what this process and the shared cache remember about ``token`` (its session was
+        logged out), so the next use asks the provider. Store failures propagate: the caller decides."""
+        key = self._key(token)
+        self._local.pop(key, None)
+        if self._shared is not None:
+            await self._shared.cache_delete("introspect:" + key.hex())
 
     async def _lookup(self, token: str, key: bytes) -> _Answer:
         shared_key = "introspect:" + key.hex()

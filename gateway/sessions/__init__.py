@@ -18,9 +18,10 @@ from gateway.sessions.kvstore import Clock
 from gateway.sessions.layout import KeyLayout
 from gateway.sessions.memory_store import MemorySessionStore
 from gateway.sessions.redis_store import RedisClient, RedisSessionStore, open_redis
-from gateway.sessions.store import LoginState, SessionStore
+from gateway.sessions.store import EndedSession, LoginState, SessionStore
 
 __all__ = [
+    "EndedSession",
     "InvalidCiphertext",
     "KeyLayout",
     "LoginState",

@@ -1,5 +1,6 @@
-"""The SessionStore semantics written once over a few key-value primitives (GETEX, SET NX/XX, GETDEL...):
-TTL rules, encryption at rest, id checks. Backends (Redis, memory) supply only the primitives.
+"""The SessionStore semantics written once over a few key-value primitives (GETEX, SET NX/XX, GETDEL,
+a scored index...): TTL rules, encryption at rest, id checks, the back-channel logout index and replay
+keys. Backends (Redis, memory) supply only the primitives.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from gateway.models import Session
-from gateway.sessions.crypto import InvalidCiphertext, SessionCipher, is_session_id, new_session_id
+from gateway.sessions.crypto import (
+    InvalidCiphertext,
+    SessionCipher,
+    is_session_id,
+    new_session_id,
+    session_key,
+)
 from gateway.sessions.layout import KeyLayout, decode_login, decode_session, encode_login, encode_session
-from gateway.sessions.store import LoginState
+from gateway.sessions.store import EndedSession, LoginState
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,11 @@ _CREATE_ATTEMPTS = 3  # 256-bit ids do not collide; the loop only makes "never r
 
 def _plausible_state(state: str) -> bool:
     return isinstance(state, str) and bool(state) and len(state) <= _MAX_STATE_LENGTH
+
+
+def epoch_ms(when: float) -> int:
+    """A clock() time in whole milliseconds (rounded up), as the scored index keeps expiries."""
+    return math.ceil(when * 1000)
 
 
 def ttl_ms(seconds: float) -> int:
@@ -86,6 +98,18 @@ class KeyValueSessionStore(ABC):
         """Atomically delete ``key`` only while it holds ``value``."""
 
     @abstractmethod
+    async def _index_update(
+        self, key: str, now: int, add: tuple[str, int] | None, remove: str | None
+    ) -> None:
+        """One atomic step on a scored set: add ``(member, score)`` and/or remove ``member``, drop the
+        members scored at or before ``now`` (ms), and set the key's TTL to its highest score minus
+        ``now`` (the key is deleted when nothing is left)."""
+
+    @abstractmethod
+    async def _index_take(self, key: str, now: int) -> list[str]:
+        """Atomically read the members scored after ``now`` (ms) and delete the key."""
+
+    @abstractmethod
     async def _ping(self) -> None: ...
 
     @abstractmethod
@@ -124,6 +148,7 @@ class KeyValueSessionStore(ABC):
             async with self._guard("create"):
                 # NX: a new login always gets an id nobody held before (session fixation, DESIGN §3).
                 if await self._set(key, self._seal_session(key, session), ttl_ms(ttl), "nx"):
+                    await self._index(session, add=session_key(session_id))
                     return session_id
         raise RuntimeError("could not allocate an unused session id")  # pragma: no cover
 
@@ -167,7 +192,60 @@ class KeyValueSessionStore(ABC):
         key = self._keys.session(session_id)
         async with self._guard("delete"):
             blob = await self._get_del(key)
-        return None if blob is None else self._open_session(key, blob)
+        session = None if blob is None else self._open_session(key, blob)
+        if session is not None:
+            await self._index(session, remove=session_key(session_id))
+        return session
+
+    # -- back-channel logout (OIDC Back-Channel Logout 1.0 §2.6, §2.7) -----------------------------------
+
+    def _index_keys(self, session: Session) -> list[str]:
+        keys = [self._keys.sub_index(session.provider, session.subject)]
+        if session.sid:
+            keys.append(self._keys.sid_index(session.provider, session.sid))
+        return keys
+
+    async def _index(self, session: Session, *, add: str | None = None, remove: str | None = None) -> None:
+        # Scored by the session's absolute expiry, so an index entry never outlives the last session it
+        # can still name; an idled-out session leaves a hash that names nothing until then.
+        now = epoch_ms(self._clock())
+        entry = None if add is None else (add, epoch_ms(session.expires_at))
+        async with self._guard("index"):
+            for key in self._index_keys(session):
+                await self._index_update(key, now, entry, remove)
+
+    async def end_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> list[EndedSession]:
+        if sid:  # §2.7: a sid names one provider session; sub alone means every session of the user
+            key = self._keys.sid_index(provider, sid)
+        elif sub:
+            key = self._keys.sub_index(provider, sub)
+        else:
+            raise ValueError("a logout names a sid or a sub")
+        async with self._guard("end_sessions"):
+            members = await self._index_take(key, epoch_ms(self._clock()))
+        ended: list[EndedSession] = []
+        for hashed in members:
+            session_key_name = self._keys.session_by_key(hashed)
+            async with self._guard("end_sessions"):
+                blob = await self._get_del(session_key_name)
+            session = None if blob is None else self._open_session(session_key_name, blob)
+            if session is None or session.provider != provider:
+                continue
+            await self._index(session, remove=hashed)  # the other index (sub or sid) forgets it too
+            ended.append(EndedSession(hashed, session))
+        return ended
+
+    async def first_use(self, kind: str, issuer: str, jti: str, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("a replay key needs a positive TTL (the token's acceptance window)")
+        key = self._keys.replay(kind, issuer, jti)
+        async with self._guard("first_use"):
+            # SET NX: of two replicas that receive the same token at once, exactly one wins.
+            return await self._set(key, b"1", ttl_ms(ttl), "nx")
+
+    async def forget_use(self, kind: str, issuer: str, jti: str) -> None:
+        async with self._guard("forget_use"):
+            await self._delete(self._keys.replay(kind, issuer, jti))
 
     # -- login states ---------------------------------------------------------------------------------
 
@@ -266,6 +344,11 @@ class KeyValueSessionStore(ABC):
         blob = self._cipher.encrypt(value, full.encode())
         async with self._guard("cache_set"):
             await self._set(full, blob, ttl_ms(ttl))
+
+    async def cache_delete(self, key: str) -> None:
+        full = self._keys.cache(key)
+        async with self._guard("cache_delete"):
+            await self._delete(full)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from gateway.sessions.crypto import session_key
 from gateway.sessions.store import LoginState
 
 _FORMAT = 1
-_RESERVED = frozenset({"session", "lock", "login"})
+_RESERVED = frozenset({"session", "lock", "login", "bcl", "replay"})
 _CACHE_NAMESPACE = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -33,6 +33,24 @@ class KeyLayout:
     def refresh_lock(self, session_id: str) -> str:
         return f"{self.prefix}lock:refresh:{{{session_key(session_id)}}}"
 
+    def session_by_key(self, hashed: str) -> str:
+        """The session key from its hashed id (what the back-channel index holds)."""
+        return f"{self.prefix}session:{{{hashed}}}"
+
+    def sid_index(self, provider: str, sid: str) -> str:
+        # OIDC Back-Channel Logout §2.7: the provider's sid -> the sessions it started. Each index is
+        # its own {hash tag}, so every script on it runs on one Cluster node.
+        return f"{self.prefix}bcl:sid:{{{_digest(provider, sid)}}}"
+
+    def sub_index(self, provider: str, subject: str) -> str:
+        return f"{self.prefix}bcl:sub:{{{_digest(provider, subject)}}}"
+
+    def replay(self, kind: str, issuer: str, jti: str) -> str:
+        """A token id seen once (logout tokens, DPoP proofs), hashed with its issuer."""
+        if not _CACHE_NAMESPACE.fullmatch(kind):
+            raise ValueError(f"replay kinds are lower-case names, got {kind[:40]!r}")
+        return f"{self.prefix}replay:{kind}:{_digest(issuer, jti)}"
+
     def login(self, state: str) -> str:
         digest = hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{self.prefix}login:{digest}"
@@ -47,6 +65,11 @@ class KeyLayout:
                 f"namespace), got {key[:40]!r}"
             )
         return f"{self.prefix}{key}"
+
+
+def _digest(*parts: str) -> str:
+    joined = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(joined).hexdigest()
 
 
 def _dumps(record: dict[str, Any]) -> bytes:
@@ -93,6 +116,7 @@ def encode_session(session: Session) -> bytes:
             "claims": dict(session.claims),
             "created_at": session.created_at,
             "expires_at": session.expires_at,
+            "sid": session.sid,
             "tokens": {
                 "access_token": tokens.access_token,
                 "token_type": tokens.token_type,
@@ -131,6 +155,7 @@ def decode_session(blob: bytes) -> Session:
             expires_at=_num(record, "expires_at"),
             email=_opt_str(record, "email"),
             name=_opt_str(record, "name"),
+            sid=_opt_str(record, "sid"),  # absent in records written before back-channel logout
         )
     except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
         raise ValueError(f"malformed session record: {exc!r}") from None

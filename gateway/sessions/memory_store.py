@@ -5,6 +5,7 @@ Keys expire by the injected clock; every primitive runs without awaiting, so eac
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -95,6 +96,31 @@ class MemorySessionStore(KeyValueSessionStore):
             return False
         del self._entries[key]
         return True
+
+    async def _index_update(
+        self, key: str, now: int, add: tuple[str, int] | None, remove: str | None
+    ) -> None:
+        # The set is kept as JSON {member: score} in an ordinary entry, so it expires like any key.
+        entry = self._live(key)
+        members: dict[str, int] = json.loads(entry.value) if entry is not None else {}
+        if add is not None:
+            members[add[0]] = add[1]
+        if remove is not None:
+            members.pop(remove, None)
+        members = {member: score for member, score in members.items() if score > now}
+        if not members:
+            self._entries.pop(key, None)
+            return
+        self._sweep()
+        self._entries[key] = _Entry(json.dumps(members).encode(), max(members.values()) / 1000)
+
+    async def _index_take(self, key: str, now: int) -> list[str]:
+        entry = self._live(key)
+        self._entries.pop(key, None)
+        if entry is None:
+            return []
+        members: dict[str, int] = json.loads(entry.value)
+        return [member for member, score in members.items() if score > now]
 
     async def _ping(self) -> None:
         return None

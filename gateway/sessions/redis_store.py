@@ -35,6 +35,25 @@ return 0
 """
 
 
+# The back-channel index (one sorted set per sid or subject, scored by each session's absolute expiry in
+# ms): add and/or remove, prune what has expired, and let the key live exactly as long as its latest
+# member. One key per script, so each runs on the node that owns the key's slot (Cluster).
+_INDEX_UPDATE = """
+local now = tonumber(ARGV[1])
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2]) end
+if ARGV[4] ~= '' then redis.call('ZREM', KEYS[1], ARGV[4]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] == nil then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(top[2]) - now))
+"""
+_INDEX_TAKE = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+redis.call('DEL', KEYS[1])
+return members
+"""
+
+
 def _as_bytes(value: bytes | str | None) -> bytes | None:
     # The clients are opened without decode_responses, so values come back as bytes; str is typing only.
     return value.encode() if isinstance(value, str) else value
@@ -118,6 +137,16 @@ class RedisSessionStore(KeyValueSessionStore):
 
     async def _delete_if_equal(self, key: str, value: bytes) -> bool:
         return bool(await self._redis.eval(_RELEASE, 1, key, value))
+
+    async def _index_update(
+        self, key: str, now: int, add: tuple[str, int] | None, remove: str | None
+    ) -> None:
+        member, score = add if add is not None else ("", 0)
+        await self._redis.eval(_INDEX_UPDATE, 1, key, now, member, score, remove or "")
+
+    async def _index_take(self, key: str, now: int) -> list[str]:
+        members = await self._redis.eval(_INDEX_TAKE, 1, key, now)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members or ()]
 
     async def _ping(self) -> None:
         await self._redis.ping()

@@ -23,6 +23,14 @@ class LoginState:
     cookie_binding: str  # value of the short-lived cookie that ties this state to the browser
 
 
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    """A session ended by a back-channel logout: its hashed id (what the index holds) and its record."""
+
+    key: str  # sha256 hex of the session id (``crypto.session_key``)
+    session: Session
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """Server-side sessions, login states, the refresh lock and a shared cache.
@@ -87,6 +95,24 @@ class SessionStore(Protocol):
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
         """Cache ``value`` for ``ttl`` seconds; a TTL that is not positive stores nothing."""
+        ...
+
+    async def cache_delete(self, key: str) -> None:
+        """Drop a shared cache entry (a logged-out session's introspection answer)."""
+        ...
+
+    async def first_use(self, kind: str, issuer: str, jti: str, ttl: float) -> bool:
+        """True the first time ``jti`` of ``issuer`` is seen for ``kind`` within ``ttl`` seconds, False for
+        a replay; shared by every replica (OIDC Back-Channel Logout §2.6 step 6)."""
+        ...
+
+    async def forget_use(self, kind: str, issuer: str, jti: str) -> None:
+        """Undo ``first_use`` when the work it guarded failed, so the sender's retry is not a replay."""
+        ...
+
+    async def end_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> list[EndedSession]:
+        """Delete every session of the provider's ``sid`` (or, without one, of the subject ``sub``) and
+        return them; none is no error (the logout is idempotent, OIDC Back-Channel Logout §2.8)."""
         ...
 
     async def ping(self) -> None:

@@ -29,7 +29,7 @@ from gateway.oidc import ProviderClient, new_login_secrets
 from gateway.redirects import absolute_redirect
 from gateway.routing import safe_redirect_path, split_host
 from gateway.sessions import LoginState, SessionStore
-from gateway.web import login_state
+from gateway.web import backchannel, login_state
 from gateway.web.responses import html_page, json_error
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
@@ -56,6 +56,8 @@ async def dispatch(request: web.Request, rt: Runtime, path: str) -> web.StreamRe
     if path == "/oauth2/session":
         _only(request, "GET", "HEAD")
         return await session_info(request, rt)
+    if path == backchannel.PATH:
+        return await backchannel.backchannel_logout(request, rt)
     raise NotFound()
 
 
@@ -218,12 +220,14 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
         # RFC 6749 §5.1: no scope in the answer means the scope requested was granted.
         tokens = dataclasses.replace(tokens, scope=" ".join(provider.cfg.scopes))
     claims: dict[str, Any] = {}
+    sid = None
     if tokens.id_token:
         claims = dict(
             await provider.validate_id_token(
                 tokens.id_token, nonce=pending.nonce or None, access_token=tokens.access_token
             )
         )
+        sid = _text(claims.get("sid"))  # from the ID token only: back-channel logout finds it (§2.7)
     elif "openid" in provider.cfg.scopes:
         raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
     if provider.metadata is not None and provider.metadata.userinfo:
@@ -250,6 +254,7 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
         expires_at=now + rt.cfg.sessions.absolute_timeout.total_seconds(),
         email=_text(claims.get("email")),
         name=_text(claims.get("name")),
+        sid=sid,
     )
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from yarl import URL
 
 from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
-from gateway.sessions import SessionStore
+from gateway.sessions import SessionStore, session_key
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import session_id_from
 
@@ -42,6 +42,11 @@ class SessionSockets:
         """The session was logged out or deleted here: its sockets close now, not at the next check."""
         for event in self._ended.get(session_id, ()):
             event.set()
+
+    def sessions_ended(self, keys: set[str]) -> None:
+        """Sessions ended by their hashed ids (a back-channel logout knows only those): close now."""
+        for session_id in [sid for sid in self._ended if session_key(sid) in keys]:
+            self.session_ended(session_id)
 
     async def ended(
         self, store: SessionStore, session_id: str, expires_at: float, clock: Callable[[], float]

@@ -19,7 +19,10 @@
 //   IDP_CLIENTS                    JSON array of oidc-provider client metadata (replaces the default clients)
 //   IDP_REDIRECT_URIS              comma-separated (default http://127.0.0.1:8080/oauth2/callback)
 //   IDP_POST_LOGOUT_REDIRECT_URIS  comma-separated (default: "<origin>/" of each redirect URI)
-//   IDP_BACKCHANNEL_LOGOUT_URI     back-channel logout URI of the client "gw" (default none)
+//   IDP_BACKCHANNEL_LOGOUT_URI     back-channel logout URI of the client "gw" (default none); the end-session
+//                                  flow POSTs a logout_token there (v8 allows loopback http URIs)
+//   IDP_BACKCHANNEL_LOGOUT_SESSION_REQUIRED  "0" registers backchannel_logout_session_required: false
+//                                  (logout tokens then carry only sub, ID tokens no sid); default true
 //   IDP_ACCOUNT_CLAIMS             JSON {"<login>": {"groups": [...], "realm_access": {...}, ...}}
 //   IDP_KEY_FILE                   JWKS path: loaded if it exists, else fresh keys are written there
 //                                  (without it, fresh RS256 + ES256 keys at every start = key rotation)
@@ -138,6 +141,7 @@ const postLogoutRedirectUris = listEnv(
   [...new Set(redirectUris.map((uri) => `${new URL(uri).origin}/`))],
 );
 const backchannelLogoutUri = process.env.IDP_BACKCHANNEL_LOGOUT_URI || undefined;
+const backchannelSessionRequired = process.env.IDP_BACKCHANNEL_LOGOUT_SESSION_REQUIRED !== '0';
 
 const defaultClients = [
   {
@@ -148,7 +152,12 @@ const defaultClients = [
     response_types: ['code'],
     redirect_uris: redirectUris,
     post_logout_redirect_uris: postLogoutRedirectUris,
-    ...(backchannelLogoutUri ? { backchannel_logout_uri: backchannelLogoutUri } : {}),
+    ...(backchannelLogoutUri
+      ? {
+        backchannel_logout_uri: backchannelLogoutUri,
+        backchannel_logout_session_required: backchannelSessionRequired,
+      }
+      : {}),
   },
   {
     client_id: 'gw-post',
@@ -329,6 +338,16 @@ provider.use(async (ctx, next) => {
     return undefined;
   }
   return next();
+});
+
+// Back-channel logout deliveries are counted (/__counters "backchannel.success" / "backchannel.error") so
+// a test can tell that the RP answered 200; failures are logged with the RP's status.
+provider.on('backchannel.success', () => {
+  counters['backchannel.success'] = (counters['backchannel.success'] || 0) + 1;
+});
+provider.on('backchannel.error', (ctx, err) => {
+  counters['backchannel.error'] = (counters['backchannel.error'] || 0) + 1;
+  process.stderr.write(`idp backchannel logout failed: ${err.message}\n`);
 });
 
 provider.on('server_error', (ctx, err) => {

@@ -6,6 +6,7 @@ Memory runs on an injected clock (time moves instantly); the Redis stores run on
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from abc import ABC, abstractmethod
@@ -28,6 +29,7 @@ from gateway.sessions import (
     SessionStore,
     new_session_id,
     open_redis,
+    session_key,
 )
 from gateway.sessions.kvstore import KeyValueSessionStore
 from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
@@ -115,10 +117,15 @@ class MemoryBackend(Backend):
 
     async def dump(self) -> dict[str, tuple[bytes, float | None]]:
         assert self._store is not None
-        return {
-            key: (self._store._entries[key].value, self._store._entries[key].deadline - self._clock())
-            for key in self._store.live_keys()
-        }
+        found: dict[str, tuple[bytes, float | None]] = {}
+        for key in self._store.live_keys():
+            entry = self._store._entries[key]
+            value = entry.value
+            if key.startswith(f"{PREFIX}bcl:"):  # the index, shown as Redis's ZRANGE would list it
+                members = json.loads(value)
+                value = " ".join(sorted(members, key=lambda m: (members[m], m))).encode()
+            found[key] = (value, entry.deadline - self._clock())
+        return found
 
     async def overwrite(self, key: str, value: bytes) -> None:
         assert self._store is not None
@@ -147,7 +154,11 @@ class RedisBackend(Backend):
         for port in self._node_ports():  # every Cluster master, not just one slot's
             async with Redis(host="127.0.0.1", port=port) as node:
                 for raw_key in await node.keys("*"):
-                    value = await node.get(raw_key)
+                    kind = await node.type(raw_key)
+                    if kind in (b"zset", "zset"):  # the back-channel index: its members, joined
+                        value = b" ".join(await node.zrange(raw_key, 0, -1))
+                    else:
+                        value = await node.get(raw_key)
                     ttl = await node.pttl(raw_key)
                     if isinstance(value, bytes):
                         name = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
@@ -372,7 +383,7 @@ async def test_nothing_secret_is_stored_in_clear(backend: Backend) -> None:
         "/app/page",
     ]
     stored = await backend.dump()
-    assert len(stored) == 5
+    assert len(stored) == 7  # 2 sessions, their 2 subject index entries, login, cache, lock
     for key, (value, _) in stored.items():
         for secret in secrets:
             assert secret not in key
@@ -389,13 +400,15 @@ async def test_every_key_is_prefixed_laid_out_and_has_a_ttl(backend: Backend) ->
     stored = await backend.dump()
     assert set(stored) == {
         layout.session(session_id),
+        layout.sub_index("main", "alice"),
         layout.refresh_lock(session_id),
         layout.login("state-3b8f0e6d1c2a"),
         f"{PREFIX}introspect:{'ab' * 32}",
     }
     for key, (_, ttl) in stored.items():
         assert ttl is not None, key
-        assert 0 < ttl <= 600, key
+        # The back-channel index lives until the latest absolute expiry of its sessions (3600 s here).
+        assert 0 < ttl <= (3600 if key.startswith(f"{PREFIX}bcl:") else 600), key
     assert re.fullmatch(rf"{PREFIX}session:\{{[0-9a-f]{{64}}\}}", layout.session(session_id))
     assert re.fullmatch(rf"{PREFIX}login:[0-9a-f]{{64}}", layout.login("state-3b8f0e6d1c2a"))
 
@@ -623,3 +636,183 @@ def test_cluster_keeps_a_session_and_its_lock_in_one_slot() -> None:
         session_id = new_session_id()
         lock = layout.refresh_lock(session_id)
         assert key_slot(layout.session(session_id).encode()) == key_slot(lock.encode())
+
+
+# -- back-channel logout: the sid / sub index and the replay keys (OIDC Back-Channel Logout 1.0) -------
+
+
+def with_sid(session: Session, sid: str | None, *, provider: str = "main", subject: str = "") -> Session:
+    return replace(session, sid=sid, provider=provider, subject=subject or session.subject)
+
+
+def _index_keys(stored: dict[str, tuple[bytes, float | None]]) -> dict[str, tuple[bytes, float | None]]:
+    return {key: value for key, value in stored.items() if key.startswith(f"{PREFIX}bcl:")}
+
+
+async def test_first_use_is_once_across_replicas(backend: Backend) -> None:
+    store, other = backend.open(), backend.replica()
+    await other.ping()
+    assert await store.first_use("logout", "https://idp", "jti-1", ttl=SHORT)
+    assert not await other.first_use("logout", "https://idp", "jti-1", ttl=SHORT)
+    assert await other.first_use("logout", "https://other-idp", "jti-1", ttl=SHORT)  # per issuer
+    assert await other.first_use("dpop", "https://idp", "jti-1", ttl=SHORT)  # per kind
+    await backend.advance(PAST_SHORT)  # the TTL is the acceptance window: after it, iat refuses the token
+    assert await store.first_use("logout", "https://idp", "jti-1", ttl=SHORT)
+
+
+async def test_concurrent_first_use_has_exactly_one_winner(backend: Backend) -> None:
+    stores = [backend.open(), backend.replica()]
+    results = await asyncio.gather(
+        *(stores[i % 2].first_use("logout", "https://idp", "jti-race", ttl=5) for i in range(10))
+    )
+    assert sorted(results) == [False] * 9 + [True]
+
+
+async def test_first_use_refuses_a_window_already_closed(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="positive TTL"):
+        await backend.open().first_use("logout", "https://idp", "jti-2", ttl=0)
+
+
+async def test_replay_keys_are_hashed_and_expire(backend: Backend) -> None:
+    store = backend.open()
+    await store.first_use("logout", "https://idp", "jti-visible-in-clear", ttl=60)
+    ((key, (_, ttl)),) = (await backend.dump()).items()
+    assert re.fullmatch(rf"{PREFIX}replay:logout:[0-9a-f]{{64}}", key)
+    assert "jti-visible" not in key
+    assert ttl is not None
+    assert 0 < ttl <= 60
+
+
+async def test_end_sessions_by_sid_ends_that_provider_session_only(backend: Backend) -> None:
+    store, other = backend.open(idle_timeout=30), backend.replica(idle_timeout=30)
+    base = make_session(backend.clock)
+    first = await store.create(with_sid(base, "sid-A"))
+    second = await store.create(with_sid(base, "sid-A"))  # same provider session, another browser
+    kept = await store.create(with_sid(base, "sid-B"))  # same user, another provider session
+    foreign = await store.create(with_sid(base, "sid-A", provider="other"))  # another provider's sid
+    ended = await other.end_sessions("main", sid="sid-A", sub="alice")
+    assert sorted(e.key for e in ended) == sorted(session_key(i) for i in (first, second))
+    assert [e.session for e in ended] == [with_sid(base, "sid-A")] * 2
+    for session_id in (first, second):
+        assert await store.get(session_id) is None
+        assert not await other.exists(session_id)
+    assert await store.get(kept) is not None
+    assert await store.get(foreign) is not None
+    layout = KeyLayout(PREFIX)
+    stored = await backend.dump()
+    assert layout.sid_index("main", "sid-A") not in stored
+    # The subject's index forgot the ended sessions: a later sub-only logout finds only the live one.
+    ((value, _),) = [v for k, v in stored.items() if k == layout.sub_index("main", "alice")]
+    assert value == session_key(kept).encode()
+    assert await other.end_sessions("main", sid="sid-A", sub=None) == []  # idempotent (§2.8)
+
+
+async def test_end_sessions_by_sub_ends_every_session_of_the_subject_there(backend: Backend) -> None:
+    store, other = backend.open(idle_timeout=30), backend.replica(idle_timeout=30)
+    base = make_session(backend.clock)
+    mine = [await store.create(with_sid(base, sid)) for sid in (None, "sid-1", "sid-2")]
+    bob = await store.create(with_sid(base, "sid-3", subject="bob"))
+    elsewhere = await store.create(with_sid(base, "sid-1", provider="other"))
+    ended = await other.end_sessions("main", sid=None, sub="alice")
+    assert sorted(e.key for e in ended) == sorted(session_key(i) for i in mine)
+    for session_id in mine:
+        assert await store.get(session_id) is None
+    assert await store.get(bob) is not None
+    assert await store.get(elsewhere) is not None
+    layout = KeyLayout(PREFIX)
+    stored = await backend.dump()
+    for gone in (layout.sub_index("main", "alice"), layout.sid_index("main", "sid-1")):
+        assert gone not in stored  # the sid entries of the ended sessions are cleaned too
+    assert layout.sid_index("other", "sid-1") in stored
+
+
+async def test_end_sessions_needs_a_sid_or_a_sub(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="sid or a sub"):
+        await backend.open().end_sessions("main", sid=None, sub=None)
+
+
+async def test_logout_and_delete_clean_the_index(backend: Backend) -> None:
+    store = backend.open(idle_timeout=30)
+    base = make_session(backend.clock)
+    first = await store.create(with_sid(base, "sid-A"))
+    second = await store.create(with_sid(base, "sid-B"))
+    assert set(_index_keys(await backend.dump())) == {
+        KeyLayout(PREFIX).sub_index("main", "alice"),
+        KeyLayout(PREFIX).sid_index("main", "sid-A"),
+        KeyLayout(PREFIX).sid_index("main", "sid-B"),
+    }
+    await store.delete(first)
+    assert set(_index_keys(await backend.dump())) == {
+        KeyLayout(PREFIX).sub_index("main", "alice"),
+        KeyLayout(PREFIX).sid_index("main", "sid-B"),
+    }
+    await store.delete(second)
+    assert _index_keys(await backend.dump()) == {}
+
+
+async def test_index_lives_as_long_as_its_latest_session_and_no_longer(backend: Backend) -> None:
+    store = backend.open(idle_timeout=30)
+    base = make_session(backend.clock)
+    await store.create(with_sid(replace(base, expires_at=backend.clock() + 0.3), "sid-A"))
+    await store.create(with_sid(replace(base, expires_at=backend.clock() + 0.6), "sid-B"))
+    stored = _index_keys(await backend.dump())
+    sub_ttl = stored[KeyLayout(PREFIX).sub_index("main", "alice")][1]
+    sid_a_ttl = stored[KeyLayout(PREFIX).sid_index("main", "sid-A")][1]
+    assert sub_ttl is not None
+    assert sid_a_ttl is not None
+    assert 0.3 < sub_ttl <= 0.6 + 0.002  # the later session's absolute expiry, never beyond it
+    assert sid_a_ttl <= 0.3 + 0.002
+    await backend.advance(0.4)
+    assert set(_index_keys(await backend.dump())) == {
+        KeyLayout(PREFIX).sub_index("main", "alice"),
+        KeyLayout(PREFIX).sid_index("main", "sid-B"),
+    }
+    await backend.advance(0.3)
+    assert _index_keys(await backend.dump()) == {}
+
+
+async def test_index_holds_no_session_id_and_no_subject_in_clear(backend: Backend) -> None:
+    store = backend.open(idle_timeout=30)
+    session_id = await store.create(with_sid(make_session(backend.clock), "sid-secret-42"))
+    for key, (value, _) in _index_keys(await backend.dump()).items():
+        for secret in (session_id, "sid-secret-42", "alice"):
+            assert secret not in key
+            assert secret.encode() not in value
+        assert re.fullmatch(rf"{PREFIX}bcl:(sid|sub):\{{[0-9a-f]{{64}}\}}", key)
+
+
+async def test_session_sid_survives_the_round_trip(backend: Backend) -> None:
+    store = backend.open()
+    session = with_sid(make_session(backend.clock), "sid-rt")
+    session_id = await store.create(session)
+    assert await store.get(session_id) == session
+    await store.update(session_id, replace(session, name="Alice L."))
+    stored = await store.get(session_id)
+    assert stored is not None
+    assert stored.sid == "sid-rt"
+
+
+async def test_cache_delete_drops_the_entry_for_every_replica(backend: Backend) -> None:
+    store, other = backend.open(), backend.replica()
+    await store.cache_set("introspect:ff", b'{"active":true}', ttl=60)
+    await other.cache_delete("introspect:ff")
+    assert await store.cache_get("introspect:ff") is None
+    await other.cache_delete("introspect:ff")  # absent: no error
+    with pytest.raises(ValueError, match="cache keys"):
+        await other.cache_delete("session:{abc}")
+
+
+def test_cluster_index_keys_carry_their_own_hash_tag() -> None:
+    layout = KeyLayout("tokengate:")
+    for key in (layout.sid_index("main", "sid-1"), layout.sub_index("main", "alice")):
+        tag = key[key.index("{") + 1 : key.index("}")]
+        assert key_slot(key.encode()) == key_slot(tag.encode())
+        assert key.count("{") == 1
+
+
+async def test_forget_use_lets_a_retry_through(backend: Backend) -> None:
+    store = backend.open()
+    assert await store.first_use("logout", "https://idp", "jti-retry", ttl=60)
+    await store.forget_use("logout", "https://idp", "jti-retry")  # the guarded work failed
+    assert await store.first_use("logout", "https://idp", "jti-retry", ttl=60)
+    assert not await store.first_use("logout", "https://idp", "jti-retry", ttl=60)

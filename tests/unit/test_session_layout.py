@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -107,8 +108,32 @@ def test_key_layout() -> None:
     assert keys.cache("introspect:ab12") == "tokengate:introspect:ab12"
 
 
+def test_session_sid_round_trips_and_older_records_have_none() -> None:
+    session = dataclasses.replace(_session(), sid="op-sid-1")
+    assert decode_session(encode_session(session)) == session
+    older = json.loads(encode_session(_session()))
+    del older["sid"]  # written before back-channel logout existed
+    assert decode_session(json.dumps(older).encode()).sid is None
+    with pytest.raises(ValueError, match="malformed session record"):
+        decode_session(json.dumps({**older, "sid": 7}).encode())
+
+
+def test_back_channel_key_layout() -> None:
+    keys = KeyLayout("tokengate:")
+    sid_key, sub_key = keys.sid_index("main", "sid-1"), keys.sub_index("main", "alice")
+    assert re.fullmatch(r"tokengate:bcl:sid:\{[0-9a-f]{64}\}", sid_key)
+    assert re.fullmatch(r"tokengate:bcl:sub:\{[0-9a-f]{64}\}", sub_key)
+    assert keys.sid_index("other", "sid-1") != sid_key  # per provider
+    assert re.fullmatch(r"tokengate:replay:logout:[0-9a-f]{64}", keys.replay("logout", "https://idp", "j"))
+    assert keys.replay("logout", "https://idp", "j") != keys.replay("logout", "https://idp2", "j")
+    assert keys.session_by_key("ab" * 32) == f"tokengate:session:{{{'ab' * 32}}}"
+    with pytest.raises(ValueError, match="replay kinds"):
+        keys.replay("Bad Kind", "https://idp", "j")
+
+
 @pytest.mark.parametrize(
-    "key", ["session:{x}", "login:x", "lock:refresh:{x}", "", "x", ":x", "UP:x", "a b:x"]
+    "key",
+    ["session:{x}", "login:x", "lock:refresh:{x}", "", "x", ":x", "UP:x", "a b:x", "bcl:sid:{x}", "replay:x"],
 )
 def test_cache_keys_stay_out_of_reserved_namespaces(key: str) -> None:
     with pytest.raises(ValueError, match="cache keys"):
