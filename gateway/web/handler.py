@@ -63,6 +63,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         login_cookie_prefix=rt.cookies.login_prefix,
         drop_authorization=route.mode != "public",
         websocket=websocket,
+        trusted_peer=trusted_peer,
     )
     _set_forwarding(request, rt, route, headers, state, trusted_peer)
     if principal is not None:
@@ -154,7 +155,8 @@ def _set_forwarding(
     own_proto = "https" if request.secure else "http"
     host = incoming.get("Host", "")
     if trusted_peer:
-        prior = incoming.get("X-Forwarded-For")
+        # Repeated lines are one list (RFC 9110 §5.3); reading only the first would lose the client.
+        prior = ", ".join(incoming.getall("X-Forwarded-For", ()))
         headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
         headers["X-Forwarded-Proto"] = incoming.get("X-Forwarded-Proto", own_proto)
         headers["X-Forwarded-Host"] = incoming.get("X-Forwarded-Host", host)

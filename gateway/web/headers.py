@@ -31,12 +31,39 @@ _WEBSOCKET_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
 )
 IDENTITY_PREFIX = "x-auth-request-"
+# DESIGN §7: headers by which a proxy tells the next hop who the client is, which scheme, host, port,
+# path or method it used. Symfony, IIS URL Rewrite, Spring, Express and Rails route, build URLs or
+# authorise on them, so they are believed only from server.trusted_proxies.
+PROXY_HEADERS = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-rewrite-url",
+        "true-client-ip",
+        "x-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "front-end-https",
+        "x-url-scheme",
+        "x-forwarded",
+        "x-original",
+    }
+)
+# Every X-Forwarded-* (-Port, -Prefix, -Uri, ...) and X-Original-* (-URL, -URI, -Method, and
+# ingress-nginx's -Forwarded-For): frameworks keep inventing members of both families.
+_PROXY_PREFIXES = ("x-forwarded-", "x-original-")
 
 
 def is_spoofed_identity(canonical: str) -> bool:
     """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count (the
     name given lower-cased with ``_`` as ``-``, see ``canonical_name``)."""
     return canonical.startswith(IDENTITY_PREFIX) or canonical == "x-auth-request"
+
+
+def is_proxy_header(canonical: str) -> bool:
+    """A header of DESIGN §7's proxy set (the name lower-cased with ``_`` as ``-``)."""
+    return canonical in PROXY_HEADERS or canonical.startswith(_PROXY_PREFIXES)
 
 
 def canonical_name(lowered: str) -> str:
@@ -93,8 +120,10 @@ def request_headers_for_upstream(
     login_cookie_prefix: str,
     drop_authorization: bool,
     websocket: bool = False,
+    trusted_peer: bool = False,
 ) -> CIMultiDict[str]:
-    """Copy the client's headers minus hop-by-hop, spoofed identity, gateway-set and gateway cookies."""
+    """Copy the client's headers minus hop-by-hop, spoofed identity, gateway-set and gateway cookies,
+    and minus every proxy header unless the peer is a trusted proxy (DESIGN §7)."""
     hop = connection_tokens(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
@@ -103,6 +132,10 @@ def request_headers_for_upstream(
             continue
         canonical = canonical_name(lowered)
         if canonical in _GATEWAY_SET or is_spoofed_identity(canonical):
+            continue
+        # From a trusted proxy only the '-' spelling passes: a proxy writes its own headers that way,
+        # so an '_' spelling is a client's that the proxy did not know to remove.
+        if is_proxy_header(canonical) and not (trusted_peer and canonical == lowered):
             continue
         if websocket and lowered in _WEBSOCKET_HANDSHAKE:
             continue
