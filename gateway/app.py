@@ -58,7 +58,7 @@ def create_app(cfg: GatewayConfig, *, clock: Callable[[], float] = time.time) ->
         await http.close()
 
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # every path, "\n" too: handle() refuses it
     return app
 
 

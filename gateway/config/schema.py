@@ -153,6 +153,12 @@ class ServerConfig(_Model):
     max_body_size: int = Field(
         0, ge=0, description="Largest request body in bytes; 0 = unlimited (streamed)."
     )
+    case_insensitive_paths: bool = Field(
+        False,
+        description="Compare path prefixes case-insensitively (for IIS-style upstreams that ignore case). "
+        "Off: a path that would choose another route if case were ignored (`/ADMIN/x` beside `/admin`) is "
+        "refused with 400.",
+    )
 
 
 class ProviderEndpoints(_Model):

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import metrics
-from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials, NotFound
+from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials
 from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.routing import normalise_path, split_host, strip_segments
@@ -45,9 +45,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if path == "/oauth2" or path.startswith("/oauth2/"):
         state.route = "oauth2"
         return await oauth2.dispatch(request, rt, path)
-    found = rt.routes.match(split_host(request.headers.get("Host")), path, request.method)
-    if found is None:
-        raise NotFound()
+    # 404, 405 (no method fall-through to a shorter prefix) or 400 (case-ambiguous): DESIGN §7.
+    found = rt.routes.resolve(split_host(request.headers.get("Host")), path, request.method)
     route = found.value
     state.route = route.name
     credential = _NO_CREDENTIAL if not query else Credential(None, query)

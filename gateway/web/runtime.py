@@ -173,8 +173,11 @@ def build_runtime(
             providers[name] = ProviderClient(name, pcfg, http, needs=needs, shared_cache=store, clock=clock)
     compiled = tuple(CompiledRoute.build(r, providers) for r in cfg.routes)
     table = RouteTable(
-        RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
-        for route, r in zip(compiled, cfg.routes, strict=True)
+        (
+            RouteSpec(route, r.match.path_prefix, r.match.host, r.match.methods)
+            for route, r in zip(compiled, cfg.routes, strict=True)
+        ),
+        case_insensitive=cfg.server.case_insensitive_paths,
     )
     public_url = cfg.server.public_url
     secure = bool(public_url and public_url.startswith("https://"))
