@@ -7,6 +7,8 @@ copy, and identity headers are only ever set from a verified principal.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from functools import lru_cache
 
 from aiohttp import web
@@ -14,7 +16,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import metrics
-from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials
+from gateway.errors import AccessDenied, InsufficientScope, InvalidToken, LoginRequired, MissingCredentials
 from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.routing import normalise_path, split_host, strip_segments
@@ -66,7 +68,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     )
     _set_forwarding(request, rt, route, headers, state, trusted_peer)
     if principal is not None:
-        _set_identity(headers, principal, route)
+        _set_identity(headers, principal, route, state)
     if credential.body is not None:
         headers.popall("Content-Length", None)  # the body was read (and maybe re-encoded): aiohttp sets it
     target = route.upstream_base + upstream_path
@@ -168,21 +170,63 @@ def _set_forwarding(
         headers["Host"] = host
 
 
-def _clean(value: str) -> str:
-    # Header values from claims: no control characters may reach the wire (response splitting).
+# RFC 6749 §3.3 scope-token: NQCHAR only, so no space can split one scope into two upstream; a scope
+# string is such tokens separated by single spaces (a tab or CR LF there is no separator, but a forgery).
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+_SCOPE_STRING = re.compile(r"^[\x20\x21\x23-\x5B\x5D-\x7E]*$")
+
+
+def _faithful(value: str) -> bool:
+    """Can this claim be an identity header value exactly as it is (DESIGN §7)? Not with a control or
+    line-separator character (header splitting, NUL truncation), nor with the leading or trailing
+    whitespace that header parsers trim (``"alice "`` would reach the upstream as ``alice``)."""
     if value.isprintable():
-        return value
-    return "".join(c for c in value if c >= " " and c != "\x7f")
+        return not (value[:1].isspace() or value[-1:].isspace())
+    return not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value) and not (
+        value[:1].isspace() or value[-1:].isspace()
+    )
 
 
 @lru_cache(maxsize=4096)
-def identity_values(subject: str, email: str | None, scopes: frozenset[str]) -> tuple[str, str, str]:
-    """The identity header values of a principal: computed once per distinct caller, not per request."""
-    return _clean(subject), _clean(email) if email else "", " ".join(sorted(scopes))
+def identity_values(
+    subject: str, email: str | None, scopes: frozenset[str], scope_text: str | None = None
+) -> tuple[str, str, str] | None:
+    """The identity header values of a principal, or None when a claim cannot be forwarded faithfully:
+    altering it (stripping a NUL) could name another user upstream, so the request is refused instead.
+    Computed once per distinct caller, not per request."""
+    if not _faithful(subject) or (email and not _faithful(email)):
+        return None
+    if not all(_SCOPE_TOKEN.match(scope) for scope in scopes):
+        return None
+    if scope_text is not None and not _SCOPE_STRING.match(scope_text):
+        return None
+    return subject, email or "", " ".join(sorted(scopes))
 
 
-def _set_identity(headers: CIMultiDict[str], principal: Principal, route: CompiledRoute) -> None:
-    user, email, scopes = identity_values(principal.subject, principal.email, principal.scopes)
+def _scope_text(principal: Principal) -> str | None:
+    """The space-delimited scope claim as the token carried it, before it was split (``scope`` or ``scp``,
+    the first present: the order gateway.oidc.claims.scopes reads them in)."""
+    for name in ("scope", "scp"):
+        value = principal.claims.get(name)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return None
+    return None
+
+
+def _set_identity(
+    headers: CIMultiDict[str], principal: Principal, route: CompiledRoute, state: RequestState
+) -> None:
+    values = identity_values(principal.subject, principal.email, principal.scopes, _scope_text(principal))
+    if values is None:
+        state.reasons = ("unsafe_claim",)
+        metrics.child(metrics.AUTH_DECISIONS, route.name, "deny", "unsafe_claim").inc()
+        detail = "a sub, email or scope claim holds characters no header may carry"
+        if state.auth == "bearer":
+            raise InvalidToken(detail=detail)
+        raise AccessDenied(reasons=("unsafe_claim",), detail=detail)
+    user, email, scopes = values
     headers["X-Auth-Request-User"] = user
     if email:
         headers["X-Auth-Request-Email"] = email
