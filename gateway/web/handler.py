@@ -24,7 +24,7 @@ from gateway.web import oauth2
 from gateway.web.credentials import Credential, extract_bearer, header_token
 from gateway.web.headers import request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
-from gateway.web.proxy import forward_http, forward_websocket
+from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.state import REFRESHER, RUNTIME
@@ -51,13 +51,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
     found = rt.routes.resolve(split_host(request.headers.get("Host")), path, request.method)
     route = found.value
     state.route = route.name
+    websocket = any(t.strip().lower() == "websocket" for t in request.headers.get("Upgrade", "").split(","))
+    if websocket:
+        check_websocket_upgrade(request)  # before authentication and before any upstream contact
     credential = _NO_CREDENTIAL if not query else Credential(None, query)
     principal: Principal | None = None
     if route.mode != "public":
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
         authorise(route, principal, request.method, state)
     upstream_path = strip_segments(path, found.depth) if route.strip_prefix else path
-    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     headers = request_headers_for_upstream(
         request.headers,
         gateway_cookies=rt.cookies.names,

@@ -7,6 +7,8 @@ UpstreamTimeout (504); once the answer has started, a failure can only abort the
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import BadRequest, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
 from gateway.web.headers import response_headers_for_client
 
 log = logging.getLogger("tokengate.proxy")
@@ -132,6 +134,30 @@ async def _relay_answer(
         raise asyncio.CancelledError from exc
     await response.write_eof()
     return response
+
+
+def check_websocket_upgrade(request: web.Request) -> None:
+    """Refuse (400) an opening handshake that RFC 6455 §4.2.1 does not allow, before any upstream is
+    contacted (DESIGN §7): GET over HTTP/1.1, ``Connection: upgrade``, exactly one
+    ``Sec-WebSocket-Key`` of 16 base64 bytes, exactly one ``Sec-WebSocket-Version: 13``."""
+    headers = request.headers
+    if request.method != "GET" or request.version < (1, 1):
+        raise BadRequest(detail="websocket upgrade must be GET over HTTP/1.1")
+    tokens = {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",")}
+    if "upgrade" not in tokens:
+        raise BadRequest(detail="websocket upgrade without 'Connection: upgrade'")
+    keys = headers.getall("Sec-WebSocket-Key", ())
+    if len(keys) != 1 or not _valid_key(keys[0].strip()):
+        raise BadRequest(detail="websocket upgrade without one valid Sec-WebSocket-Key")
+    if [v.strip() for v in headers.getall("Sec-WebSocket-Version", ())] != ["13"]:
+        raise BadRequest(detail="websocket upgrade with a Sec-WebSocket-Version other than 13")
+
+
+def _valid_key(key: str) -> bool:
+    try:
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 async def forward_websocket(

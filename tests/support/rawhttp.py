@@ -35,11 +35,12 @@ async def raw_request(
         head.append(b"Connection: close")
         writer.write(b"\r\n".join(head) + b"\r\n\r\n")
         await writer.drain()
-        data = await reader.read()
+        head_bytes = await reader.readuntil(b"\r\n\r\n")
+        # 101: the connection now speaks another protocol and stays open; otherwise read to the close.
+        body = b"" if head_bytes.split(b" ", 2)[1] == b"101" else await reader.read()
     finally:
         writer.close()
-    status_line, _, rest = data.partition(b"\r\n")
-    head_block, _, body = rest.partition(b"\r\n\r\n")
+    status_line, _, head_block = head_bytes[:-4].partition(b"\r\n")
     parsed = []
     for line in head_block.split(b"\r\n"):
         name, _, value = line.decode("latin-1").partition(":")
