@@ -22,7 +22,7 @@ from gateway.policy import evaluate
 from gateway.routing import normalise_path, split_host, strip_segments
 from gateway.web import oauth2
 from gateway.web.credentials import Credential, extract_bearer, header_token
-from gateway.web.headers import request_headers_for_upstream
+from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.runtime import CompiledRoute, Runtime
@@ -88,6 +88,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         max_body_size=rt.cfg.server.max_body_size,
         stats=state.stats,
         body=credential.body,
+        own_cookies=own_cookies(rt.cookies.names, rt.cookies.login_prefix),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -150,8 +151,47 @@ def request_headers_for_upstream(
     return out
 
 
-def response_headers_for_client(incoming: CIMultiDictProxy[str], *, keep_length: bool) -> CIMultiDict[str]:
-    """The upstream's answer headers minus hop-by-hop ones (and Content-Length when we re-frame)."""
+_COOKIE_PREFIXES = ("__host-", "__secure-")
+
+
+def _cookie_base(name: str) -> str:
+    # Browsers match the __Host- / __Secure- prefixes case-insensitively (RFC 6265bis §4.1.3), and some
+    # servers read cookie names case-insensitively: compare names folded and without those prefixes.
+    base = name.strip().lower()
+    while base.startswith(_COOKIE_PREFIXES):
+        base = base.split("-", 1)[1]
+    return base
+
+
+@dataclass(frozen=True, slots=True)
+class OwnCookies:
+    """The gateway's cookie names (session, and login cookies by prefix), as browsers compare them."""
+
+    session: frozenset[str]
+    login: str
+
+    def claimed_by(self, set_cookie: str) -> bool:
+        """Would this ``Set-Cookie`` value set one of the gateway's cookies in some browser or server?"""
+        pair = set_cookie.split(";", 1)[0]
+        name, eq, value = pair.partition("=")
+        if not eq:
+            name = pair  # no "=": a nameless cookie, sent back as its bare value
+        elif not name.strip():
+            name = value.partition("=")[0]  # "=n=v": nameless, sent back as "n=v" (RFC 6265bis §5.7)
+        base = _cookie_base(name)
+        return base in self.session or base.startswith(self.login)
+
+
+@lru_cache(maxsize=16)
+def own_cookies(names: frozenset[str], login_prefix: str) -> OwnCookies:
+    return OwnCookies(frozenset(_cookie_base(n) for n in names), _cookie_base(login_prefix))
+
+
+def response_headers_for_client(
+    incoming: CIMultiDictProxy[str], *, keep_length: bool, own: OwnCookies | None = None
+) -> CIMultiDict[str]:
+    """The upstream's answer headers minus hop-by-hop ones (and Content-Length when we re-frame), and
+    minus any ``Set-Cookie`` for the gateway's own cookies (DESIGN §7: no session fixation by upstreams)."""
     hop = connection_tokens(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
@@ -159,6 +199,8 @@ def response_headers_for_client(incoming: CIMultiDictProxy[str], *, keep_length:
         if lowered in HOP_BY_HOP or (hop and lowered in hop):
             continue
         if lowered == "content-length" and not keep_length:
+            continue
+        if lowered == "set-cookie" and own is not None and own.claimed_by(value):
             continue
         out.add(name, value)
     return out

@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import BadRequest, PayloadTooLarge, UpstreamTimeout, UpstreamUnavailable
-from gateway.web.headers import response_headers_for_client
+from gateway.web.headers import OwnCookies, response_headers_for_client
 
 log = logging.getLogger("tokengate.proxy")
 
@@ -66,6 +66,7 @@ async def forward_http(
     max_body_size: int,
     stats: ProxyStats,
     body: bytes | None = None,
+    own_cookies: OwnCookies | None = None,
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer back; returns the (prepared) response."""
     loop = asyncio.get_running_loop()
@@ -95,13 +96,13 @@ async def forward_http(
     stats.upstream_seconds = loop.time() - started
     stats.status = upstream.status
     try:
-        return await _relay_answer(request, upstream, stats)
+        return await _relay_answer(request, upstream, stats, own_cookies)
     finally:
         upstream.release()
 
 
 async def _relay_answer(
-    request: web.Request, upstream: aiohttp.ClientResponse, stats: ProxyStats
+    request: web.Request, upstream: aiohttp.ClientResponse, stats: ProxyStats, own: OwnCookies | None
 ) -> web.StreamResponse:
     length = upstream.content_length
     no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
@@ -111,9 +112,11 @@ async def _relay_answer(
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamUnavailable(detail=f"reading the upstream answer: {type(exc).__name__}") from exc
         stats.bytes_out = len(payload)
-        headers = response_headers_for_client(upstream.headers, keep_length=False)
+        headers = response_headers_for_client(upstream.headers, keep_length=False, own=own)
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=payload)
-    headers = response_headers_for_client(upstream.headers, keep_length=no_body or length is not None)
+    headers = response_headers_for_client(
+        upstream.headers, keep_length=no_body or length is not None, own=own
+    )
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     if no_body:
         await response.prepare(request)
