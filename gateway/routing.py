@@ -42,8 +42,8 @@ def normalise_path(raw: str) -> str:
     Unreserved characters are percent-decoded, other escapes upper-cased, repeated slashes folded and
     raw dot segments resolved (§5.2.4). Refused rather than guessed at: ``;`` and the escapes above, a
     raw ``\\``, control and non-ASCII bytes (raw, or encoded as controls, invalid or overlong UTF-8, or
-    characters that compatibility-normalise to ASCII such as fullwidth ``／``), invalid escapes and
-    ``..`` above the root. The result is its own normal form (idempotent).
+    characters that compatibility-normalise to ASCII such as U+FF0F, the fullwidth solidus), invalid
+    escapes and ``..`` above the root. The result is its own normal form (idempotent).
     """
     if not raw.startswith("/"):
         raise PathRejected(detail="path must start with '/'")
@@ -183,6 +183,7 @@ class Match(Generic[T]):
 
 
 _Trees = dict[str | None, _Node[T]]
+_Found = tuple[str | None, _Node[T]] | None  # (table, node of the longest prefix with routes)
 
 
 class RouteTable(Generic[T]):
@@ -215,16 +216,16 @@ class RouteTable(Generic[T]):
 
     def resolve(self, host: str | None, path: str, method: str) -> Match[T]:
         """The route for a normalised path; raises NotFound (404), MethodNotAllowed (405, with the
-        methods of the longest prefix) or PathRejected (400, a case-ambiguous spelling)."""
-        segments = path.split("/")[1:]
-        if self._case_insensitive:
-            found = _locate(self._folded, host, [seg.lower() for seg in segments])
-        else:
-            found = _locate(self._exact, host, segments)
-            if self._upper_prefix or path != path.lower():
-                folded = _locate(self._folded, host, [seg.lower() for seg in segments])
-                if _where(folded) != _where(found):
-                    raise PathRejected(detail="path differs only in letter case from a route prefix")
+        methods of the longest prefix) or PathRejected (400, a spelling that could choose another
+        route: letter case, or an encoded ``?`` / ``#``)."""
+        found = self._place(host, path)
+        if "%3F" in path or "%23" in path:
+            # An upstream that decodes the path and splits it again reads "/admin%3F/x" as "/admin"
+            # plus a query (Apache mod_rewrite, CVE-2024-38474): the part before an encoded "?" or "#"
+            # must choose the same place as the whole path.
+            cut = min(i for i in (path.find("%3F"), path.find("%23")) if i >= 0)
+            if _where(self._place(host, path[:cut])) != _where(found):
+                raise PathRejected(detail="an encoded '?' or '#' would change the route for some upstreams")
         if found is None:
             raise NotFound()
         entries = found[1].entries
@@ -233,6 +234,17 @@ class RouteTable(Generic[T]):
                 return Match(entry.value, entry.depth)
         allowed = sorted({m for entry in entries for m in entry.methods or ()})
         raise MethodNotAllowed(allowed=allowed, detail=f"{method} not in {', '.join(allowed)}")
+
+    def _place(self, host: str | None, path: str) -> _Found[T]:
+        segments = path.split("/")[1:]
+        if self._case_insensitive:
+            return _locate(self._folded, host, [seg.lower() for seg in segments])
+        found = _locate(self._exact, host, segments)
+        if self._upper_prefix or path != path.lower():
+            folded = _locate(self._folded, host, [seg.lower() for seg in segments])
+            if _where(folded) != _where(found):
+                raise PathRejected(detail="path differs only in letter case from a route prefix")
+        return found
 
     def match(self, host: str | None, path: str, method: str) -> Match[T] | None:
         """``resolve`` for callers that only ask "which route, if any" (None for 400, 404 and 405)."""
@@ -249,7 +261,7 @@ def _insert(trees: _Trees[T], host: str | None, segments: Sequence[str], entry: 
     node.entries.append(entry)
 
 
-def _locate(trees: _Trees[T], host: str | None, segments: list[str]) -> tuple[str | None, _Node[T]] | None:
+def _locate(trees: _Trees[T], host: str | None, segments: list[str]) -> _Found[T]:
     """(table, node) of the longest prefix with routes: the host's table first, then the hostless one."""
     if host is not None:
         tree = trees.get(host)
@@ -277,7 +289,7 @@ def _deepest(node: _Node[T], segments: list[str]) -> _Node[T] | None:
     return best
 
 
-def _where(found: tuple[str | None, _Node[T]] | None) -> tuple[str | None, int] | None:
+def _where(found: _Found[T]) -> tuple[str | None, int] | None:
     return None if found is None else (found[0], found[1].entries[0].depth)
 
 

@@ -54,7 +54,9 @@ def proxy_names(upstream: Upstream) -> list[str]:
 
 
 @pytest.mark.parametrize("name", SPOOFABLE)
-async def test_untrusted_proxy_header_removed(make_gateway: GatewayFactory, upstream: Upstream, name: str) -> None:
+async def test_untrusted_proxy_header_removed(
+    make_gateway: GatewayFactory, upstream: Upstream, name: str
+) -> None:
     """A client outside trusted_proxies sends a proxy header (any case, '_' for '-') to steer the upstream."""
     client = await make_gateway(config(upstream))
     for spelling in spellings(name):
@@ -91,7 +93,7 @@ async def test_unlisted_x_forwarded_names_removed(make_gateway: GatewayFactory, 
 
 
 async def test_duplicate_proxy_headers_removed(make_gateway: GatewayFactory, upstream: Upstream) -> None:
-    """A client repeats X-Forwarded-For / X-Real-IP so that one copy survives a filter that drops only the first."""
+    """A client repeats X-Forwarded-For / X-Real-IP so that a copy survives a filter dropping the first."""
     client = await make_gateway(config(upstream))
     headers = [
         ("X-Forwarded-For", "6.6.6.6"),
@@ -115,7 +117,9 @@ async def test_connection_header_cannot_remove_gateway_values(
 ) -> None:
     """A client lists the gateway's own headers in Connection so that a hop-by-hop filter strips them."""
     client = await make_gateway(config(upstream))
-    resp = await client.get("/x", headers={"Connection": f"keep-alive, {listed}", "X-Forwarded-For": "6.6.6.6"})
+    resp = await client.get(
+        "/x", headers={"Connection": f"keep-alive, {listed}", "X-Forwarded-For": "6.6.6.6"}
+    )
     assert resp.status == 200
     seen = upstream.last
     assert seen.all("X-Forwarded-For") == ["127.0.0.1"]
@@ -127,7 +131,7 @@ async def test_connection_header_cannot_remove_gateway_values(
 async def test_connection_header_cannot_smuggle_proxy_header(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
-    """A client hides a proxy header behind Connection (`Connection: X-Real-IP`) hoping it is treated apart."""
+    """A client hides a proxy header behind `Connection: X-Real-IP`, hoping it is treated apart."""
     client = await make_gateway(config(upstream))
     resp = await client.get("/x", headers={"Connection": "X-Real-IP", "X-Real-IP": "6.6.6.6"})
     assert resp.status == 200
@@ -148,7 +152,7 @@ async def test_trusted_proxy_headers_pass(make_gateway: GatewayFactory, upstream
 async def test_trusted_proxy_duplicate_x_forwarded_for_kept_in_order(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
-    """A trusted proxy sends X-Forwarded-For as two lines; reading only the first would drop the real client."""
+    """A trusted proxy sends X-Forwarded-For as two lines; reading only the first drops the real client."""
     client = await make_gateway(config(upstream, trusted_proxies=["127.0.0.0/8"]))
     headers = [("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "203.0.113.7")]
     resp = await client.get("/x", headers=headers)
@@ -159,7 +163,7 @@ async def test_trusted_proxy_duplicate_x_forwarded_for_kept_in_order(
 async def test_trusted_proxy_underscore_spellings_still_removed(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
-    """A client's X_Real_IP passes a trusted proxy that only rewrites the '-' spelling; it must not pass us."""
+    """A client's X_Real_IP passes a trusted proxy that rewrites only the '-' spelling; not us."""
     client = await make_gateway(config(upstream, trusted_proxies=["127.0.0.0/8"]))
     resp = await client.get("/x", headers={"X_Real_IP": "6.6.6.6", "X_Original_URL": "/admin"})
     assert resp.status == 200

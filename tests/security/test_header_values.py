@@ -41,7 +41,9 @@ async def fake() -> AsyncIterator[FakeProvider]:
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream) -> TestClient:  # type: ignore[type-arg]
     cfg = {
-        "providers": {"main": {"issuer": fake.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}},
+        "providers": {
+            "main": {"issuer": fake.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        },
         "routes": [
             {
                 "name": "api",

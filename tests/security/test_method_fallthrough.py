@@ -38,7 +38,9 @@ async def test_other_method_is_405_not_the_public_route(
     make_gateway: GatewayFactory, upstream: Upstream, fake: FakeProvider, method: str
 ) -> None:
     """An unauthenticated client sends HEAD/OPTIONS/DELETE... to /admin/x to be served by the public `/`."""
-    client = await make_gateway(config(fake, [admin_route(upstream), public_route("site", "/", upstream.url)]))
+    client = await make_gateway(
+        config(fake, [admin_route(upstream), public_route("site", "/", upstream.url)])
+    )
     resp = await client.request(method, "/admin/x")
     assert resp.status == 405
     assert resp.headers["Allow"] == "GET, POST"

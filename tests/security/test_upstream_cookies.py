@@ -73,8 +73,10 @@ async def test_gateway_cookie_from_upstream_removed(
         assert await set_cookies(client, [value, "theme=dark"], size) == ["theme=dark"], attack
 
 
-async def test_https_prefixed_session_cookie_removed(make_gateway: GatewayFactory, tossing_upstream: str) -> None:
-    """Under https the cookie is `__Host-tokengate_session`; the upstream sets exactly that, or a case variant."""
+async def test_https_prefixed_session_cookie_removed(
+    make_gateway: GatewayFactory, tossing_upstream: str
+) -> None:
+    """Under https the cookie is `__Host-tokengate_session`; the upstream sets it, or a case variant."""
     client = await gateway(make_gateway, tossing_upstream, public_url="https://app.example.com")
     values = [
         f"__Host-{SESSION}=attacker; Path=/; Secure",

@@ -264,3 +264,12 @@ def test_case_ambiguous_paths_refused_when_case_sensitive() -> None:
     assert folded.resolve(None, "/ADMIN/x", "GET").value == "admin"
     assert folded.resolve(None, "/docs/a", "GET").value == "Docs"
     assert folded.resolve(None, "/Other", "GET").value == "root"
+
+
+def test_encoded_query_or_fragment_mark_must_not_change_the_route() -> None:
+    table = RouteTable([RouteSpec("admin", "/admin"), RouteSpec("root", "/")])
+    for path in ("/admin%3F/x", "/admin%23", "/admin%3Fa%23b"):
+        with pytest.raises(PathRejected):
+            table.resolve(None, path, "GET")
+    assert table.resolve(None, "/admin/a%3F", "GET").value == "admin"
+    assert table.resolve(None, "/docs%3F/admin", "GET").value == "root"
