@@ -183,11 +183,9 @@ def _faithful(value: str) -> bool:
     """Can this claim be an identity header value exactly as it is (DESIGN §7)? Not with a control or
     line-separator character (header splitting, NUL truncation), nor with the leading or trailing
     whitespace that header parsers trim (``"alice "`` would reach the upstream as ``alice``)."""
-    if value.isprintable():
-        return not (value[:1].isspace() or value[-1:].isspace())
-    return not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value) and not (
-        value[:1].isspace() or value[-1:].isspace()
-    )
+    if value[:1].isspace() or value[-1:].isspace():
+        return False
+    return value.isprintable() or not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value)
 
 
 @lru_cache(maxsize=4096)
