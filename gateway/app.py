@@ -84,7 +84,7 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.router.add_route("*", "/oauth2/auth", verdict)  # forward-auth (DESIGN §8); Envoy's
     app.router.add_route("*", "/oauth2/auth/{tail:.*}", verdict)  # path_prefix appends a suffix
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", handle)  # every path, "\n" too: handle() refuses it
     return app
 
 

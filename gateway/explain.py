@@ -18,7 +18,7 @@ from gateway.errors import GatewayError, PathRejected
 from gateway.models import Principal
 from gateway.oidc.claims import build_principal
 from gateway.policy import RoutePolicy, evaluate
-from gateway.routing import RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
+from gateway.routing import Match, RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
 
 
 @dataclass
@@ -127,17 +127,23 @@ def explain(
         out.allowed = True
         return out
     table = RouteTable(
-        RouteSpec(i, r.match.path_prefix, r.match.host, r.match.methods) for i, r in enumerate(cfg.routes)
+        (RouteSpec(i, r.match.path_prefix, r.match.host, r.match.methods) for i, r in enumerate(cfg.routes)),
+        case_insensitive=cfg.server.case_insensitive_paths,
     )
-    found = table.match(host, path, method)
+    refusal: GatewayError | None = None
+    try:
+        found: Match[int] | None = table.resolve(host, path, method)
+    except GatewayError as exc:  # 404, 405 (no method fall-through) or 400 (case-ambiguous path)
+        found, refusal = None, exc
     for i, route in enumerate(cfg.routes):
         if found is not None and i == found.value:
             continue
         reason = _miss_reason(route, host, path, method) or "also matches, but a longer prefix won"
         out.add("not chosen", f"{route.name} ({_describe_match(route)}): {reason}")
     if found is None:
-        out.add("route", "none matches")
-        out.add("verdict", "DENY (404 not_found)")
+        out.add("route", "none matches" if refusal is None or refusal.status == 404 else refusal.detail)
+        code = f"{refusal.status} {refusal.code}" if refusal is not None else "404 not_found"
+        out.add("verdict", f"DENY ({code})")
         return out
     route = cfg.routes[found.value]
     target = route.upstream or "no upstream (forward-auth only)"

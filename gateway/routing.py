@@ -1,4 +1,4 @@
-"""Path normalisation and route choice (DESIGN §1): pure functions, no I/O and no web framework.
+"""Path normalisation and route choice (DESIGN §1, §7): pure functions, no I/O and no web framework.
 
 Normalisation happens before matching, and the upstream receives exactly the path that was matched, so
 no spelling of a path can reach a route other than the one its normal form selects.
@@ -7,33 +7,49 @@ no spelling of a path can reach a route other than the one its normal form selec
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote
 
-from gateway.errors import PathRejected
+from gateway.errors import MethodNotAllowed, NotFound, PathRejected
 
 T = TypeVar("T")
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset("0123456789abcdefABCDEF")
-# RFC 3986 §3.3 pchar plus "/" and "%": anything else must arrive percent-encoded.
-_ALLOWED = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$")
-# Encoded separators and NUL: their meaning differs between the gateway and upstream frameworks.
-_FORBIDDEN_ESCAPES = frozenset({"2F", "5C", "00"})
+# RFC 3986 §3.3 pchar plus "/" and "%", minus ";" (DESIGN §7): anything else must arrive
+# percent-encoded, and raw control or non-ASCII bytes never match.
+_ALLOWED = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,=:@/%]*$")
+# Escapes refused outright (DESIGN §1, §7; Spring's StrictHttpFirewall): an encoded "/" or "\" and NUL
+# mean different things to the gateway and to upstream frameworks; "%3B" is a Tomcat/Jetty path
+# parameter once decoded; "%25" is double encoding (a second decoder finds new escapes); "%2E" is an
+# encoded dot, the spelling of dot segments that only some servers resolve.
+_FORBIDDEN_ESCAPES = {
+    "2F": "an encoded '/'",
+    "5C": "an encoded '\\'",
+    "00": "an encoded NUL",
+    "3B": "an encoded ';'",
+    "25": "an encoded '%' (double encoding)",
+    "2E": "an encoded '.'",
+}
 
 
 def normalise_path(raw: str) -> str:
     """Normalise a request path (no query) per RFC 3986 §6.2.2, or raise PathRejected (400).
 
     Unreserved characters are percent-decoded, other escapes upper-cased, repeated slashes folded and
-    dot segments resolved (§5.2.4). Encoded ``/`` ``\\`` and NUL, a raw ``\\``, control characters,
-    invalid escapes and ``..`` above the root are rejected rather than guessed at.
+    raw dot segments resolved (§5.2.4). Refused rather than guessed at: ``;`` and the escapes above, a
+    raw ``\\``, control and non-ASCII bytes (raw, or encoded as controls, invalid or overlong UTF-8, or
+    characters that compatibility-normalise to ASCII such as U+FF0F, the fullwidth solidus), invalid
+    escapes and ``..`` above the root. The result is its own normal form (idempotent).
     """
     if not raw.startswith("/"):
         raise PathRejected(detail="path must start with '/'")
     if not _ALLOWED.match(raw):
+        if ";" in raw:
+            raise PathRejected(detail="';' (a path parameter) in the path")
         raise PathRejected(detail="path holds a character that must be percent-encoded")
     if "%" in raw:
         raw = _decode_unreserved(raw)
@@ -68,10 +84,14 @@ def normalise_path(raw: str) -> str:
 
 def _decode_unreserved(raw: str) -> str:
     out: list[str] = []
+    high = bytearray()  # a run of escapes >= %80: one UTF-8 sequence or more, checked as a whole
     i, n = 0, len(raw)
     while i < n:
         ch = raw[i]
         if ch != "%":
+            if high:
+                out.append(_check_utf8(high))
+                high.clear()
             out.append(ch)
             i += 1
             continue
@@ -79,14 +99,39 @@ def _decode_unreserved(raw: str) -> str:
         if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
             raise PathRejected(detail="invalid percent-encoding")
         pair = pair.upper()
-        if pair in _FORBIDDEN_ESCAPES:
-            raise PathRejected(detail="encoded '/', '\\' or NUL in the path")
+        i += 3
         code = int(pair, 16)
+        if code >= 0x80:
+            high.append(code)
+            continue
+        if high:
+            out.append(_check_utf8(high))
+            high.clear()
+        forbidden = _FORBIDDEN_ESCAPES.get(pair)
+        if forbidden is not None:
+            raise PathRejected(detail=f"{forbidden} in the path")
         if code < 0x20 or code == 0x7F:
             raise PathRejected(detail="encoded control character in the path")
         out.append(chr(code) if code in _UNRESERVED else "%" + pair)
-        i += 3
+    if high:
+        out.append(_check_utf8(high))
     return "".join(out)
+
+
+def _check_utf8(data: bytearray) -> str:
+    """Encoded non-ASCII must be well-formed UTF-8 (no overlong ``%C0%AE`` dot), hold no control or
+    line-separator character, and no character that NFKC maps to ASCII (``%EF%BC%8F`` fullwidth
+    solidus; Windows best-fit and NFKC-normalising upstreams read it as ``/``). Kept encoded."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PathRejected(detail="encoded bytes that are not UTF-8 (overlong or invalid)") from None
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise PathRejected(detail="encoded control character in the path")
+        if any(ord(c) < 0x80 for c in unicodedata.normalize("NFKC", char)):
+            raise PathRejected(detail="encoded character that compatibility-normalises to ASCII")
+    return "".join(f"%{b:02X}" for b in data)
 
 
 def split_host(host_header: str | None) -> str | None:
@@ -137,50 +182,115 @@ class Match(Generic[T]):
     depth: int  # how many leading path segments the prefix covered (for strip_prefix)
 
 
-class RouteTable(Generic[T]):
-    """Host, then longest segment-aware prefix, then method. A per-host segment trie: lookups cost
-    one dict access per path segment, whatever the number of routes."""
+_Trees = dict[str | None, _Node[T]]
+_Found = tuple[str | None, _Node[T]] | None  # (table, node of the longest prefix with routes)
 
-    def __init__(self, specs: Iterable[RouteSpec[T]]) -> None:
-        self._hosts: dict[str | None, _Node[T]] = {}
+
+class RouteTable(Generic[T]):
+    """Host, then longest segment-aware prefix, then method (DESIGN §1, §7). A per-host segment trie:
+    lookups cost one dict access per path segment, whatever the number of routes.
+
+    - Only the routes of the longest matching prefix are candidates: a method none of them takes is
+      405, never a route with a shorter prefix (no method fall-through).
+    - A host's own routes take the request when one of their prefixes covers the path (whatever the
+      method: a miss there is 405 too, not the hostless routes); otherwise the hostless routes do.
+    - Prefixes compare case-sensitively unless ``case_insensitive``. Case-sensitively, a path that a
+      case-insensitive comparison would send elsewhere (``/ADMIN/x`` beside ``/admin`` and ``/``) is
+      refused (400): an upstream that ignores case would serve the protected resource unprotected.
+    """
+
+    def __init__(self, specs: Iterable[RouteSpec[T]], *, case_insensitive: bool = False) -> None:
+        self._case_insensitive = case_insensitive
+        self._exact: _Trees[T] = {}
+        self._folded: _Trees[T] = {}  # prefixes lower-cased: the table itself, or the ambiguity check
+        self._upper_prefix = False
         for spec in specs:
             host = spec.host.lower() if spec.host else None
-            node = self._hosts.setdefault(host, _Node())
             segments = prefix_segments(spec.path_prefix)
-            for seg in segments:
-                node = node.children.setdefault(seg, _Node())
             methods = frozenset(m.upper() for m in spec.methods) if spec.methods else None
-            node.entries.append(_Entry(spec.value, methods, len(segments)))
+            entry = _Entry(spec.value, methods, len(segments))
+            _insert(self._folded, host, [seg.lower() for seg in segments], entry)
+            if not case_insensitive:
+                _insert(self._exact, host, segments, entry)
+                self._upper_prefix = self._upper_prefix or spec.path_prefix != spec.path_prefix.lower()
+
+    def resolve(self, host: str | None, path: str, method: str) -> Match[T]:
+        """The route for a normalised path; raises NotFound (404), MethodNotAllowed (405, with the
+        methods of the longest prefix) or PathRejected (400, a spelling that could choose another
+        route: letter case, or an encoded ``?`` / ``#``)."""
+        found = self._place(host, path)
+        if "%3F" in path or "%23" in path:
+            # An upstream that decodes the path and splits it again reads "/admin%3F/x" as "/admin"
+            # plus a query (Apache mod_rewrite, CVE-2024-38474): the part before an encoded "?" or "#"
+            # must choose the same place as the whole path.
+            cut = min(i for i in (path.find("%3F"), path.find("%23")) if i >= 0)
+            if _where(self._place(host, path[:cut])) != _where(found):
+                raise PathRejected(detail="an encoded '?' or '#' would change the route for some upstreams")
+        if found is None:
+            raise NotFound()
+        entries = found[1].entries
+        for entry in entries:
+            if entry.methods is None or method in entry.methods:
+                return Match(entry.value, entry.depth)
+        allowed = sorted({m for entry in entries for m in entry.methods or ()})
+        raise MethodNotAllowed(allowed=allowed, detail=f"{method} not in {', '.join(allowed)}")
+
+    def _place(self, host: str | None, path: str) -> _Found[T]:
+        segments = path.split("/")[1:]
+        if self._case_insensitive:
+            return _locate(self._folded, host, [seg.lower() for seg in segments])
+        found = _locate(self._exact, host, segments)
+        if self._upper_prefix or path != path.lower():
+            folded = _locate(self._folded, host, [seg.lower() for seg in segments])
+            if _where(folded) != _where(found):
+                raise PathRejected(detail="path differs only in letter case from a route prefix")
+        return found
 
     def match(self, host: str | None, path: str, method: str) -> Match[T] | None:
-        """The route for a normalised path, or None (404)."""
-        segments = path.split("/")[1:]
-        if host is not None:
-            tree = self._hosts.get(host)
-            if tree is not None:
-                found = self._walk(tree, segments, method)
-                if found is not None:
-                    return found
-        default = self._hosts.get(None)
-        return self._walk(default, segments, method) if default is not None else None
+        """``resolve`` for callers that only ask "which route, if any" (None for 400, 404 and 405)."""
+        try:
+            return self.resolve(host, path, method)
+        except (NotFound, MethodNotAllowed, PathRejected):
+            return None
 
-    @staticmethod
-    def _walk(node: _Node[T], segments: list[str], method: str) -> Match[T] | None:
-        best: _Entry[T] | None = None
-        for entry in node.entries:
-            if entry.methods is None or method in entry.methods:
-                best = entry
-                break
-        for seg in segments:
-            child = node.children.get(seg)
-            if child is None:
-                break
-            node = child
-            for entry in node.entries:
-                if entry.methods is None or method in entry.methods:
-                    best = entry
-                    break
-        return Match(best.value, best.depth) if best is not None else None
+
+def _insert(trees: _Trees[T], host: str | None, segments: Sequence[str], entry: _Entry[T]) -> None:
+    node = trees.setdefault(host, _Node())
+    for seg in segments:
+        node = node.children.setdefault(seg, _Node())
+    node.entries.append(entry)
+
+
+def _locate(trees: _Trees[T], host: str | None, segments: list[str]) -> _Found[T]:
+    """(table, node) of the longest prefix with routes: the host's table first, then the hostless one."""
+    if host is not None:
+        tree = trees.get(host)
+        if tree is not None:
+            node = _deepest(tree, segments)
+            if node is not None:
+                return host, node
+    default = trees.get(None)
+    if default is not None:
+        node = _deepest(default, segments)
+        if node is not None:
+            return None, node
+    return None
+
+
+def _deepest(node: _Node[T], segments: list[str]) -> _Node[T] | None:
+    best = node if node.entries else None
+    for seg in segments:
+        child = node.children.get(seg)
+        if child is None:
+            break
+        node = child
+        if node.entries:
+            best = node
+    return best
+
+
+def _where(found: _Found[T]) -> tuple[str | None, int] | None:
+    return None if found is None else (found[0], found[1].entries[0].depth)
 
 
 def strip_segments(path: str, depth: int) -> str:

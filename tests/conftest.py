@@ -1,5 +1,9 @@
 """Fixtures shared by every tier; the real peers live in tests/fixtures/."""
 
+import os
+
+from hypothesis import HealthCheck, settings
+
 pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.idp",
@@ -7,3 +11,12 @@ pytest_plugins = [
     "tests.fixtures.login",
     "tests.support.tls",
 ]
+
+# Property tests: "default" runs in `make test` (hundreds of examples, seconds per test); "fuzz" is the
+# long run (`HYPOTHESIS_PROFILE=fuzz`, `make fuzz`). No deadline: the machine is shared, and timing is
+# never asserted (tests assert no upper time bounds). Tests that fix max_examples themselves keep it.
+settings.register_profile("default", max_examples=300, deadline=None)
+settings.register_profile(
+    "fuzz", max_examples=20000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

@@ -407,11 +407,12 @@ _NOTES: dict[str, str] = {
     "routes[]": """\
 - **Route choice.** The path is normalised first (see [security.md](security.md#path-normalisation)).
   Routes with a `host` equal to the request's `Host` (case-insensitive, port ignored) are tried first;
-  routes without `host` only when none of those takes the request. Among the candidates the longest
+  routes without `host` only when none of those covers the path. Among the candidates the longest
   `path_prefix` wins, counted in whole segments; at equal prefixes, the first route in file order whose
-  `methods` include the request's method. A route whose `methods` do not match is passed over, so the
-  request can fall to a shorter prefix. Nothing left: 404. `tokengate explain METHOD URL` shows the
-  choice and why the other routes were not chosen.
+  `methods` include the request's method. When none of the longest prefix's routes takes the method
+  the answer is 405 with `Allow`, never a route with a shorter prefix. Nothing matches: 404. Prefixes
+  compare case-sensitively unless `server.case_insensitive_paths`. `tokengate explain METHOD URL` shows
+  the choice and why the other routes were not chosen.
 - The upstream receives the normalised path (without the prefix's segments when `strip_prefix`),
   appended to `upstream`'s own path, and the query string unchanged.
 """,

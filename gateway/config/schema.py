@@ -234,6 +234,12 @@ class ServerConfig(_Model):
         description="OpenTelemetry tracing over OTLP/HTTP; off unless this or OTEL_EXPORTER_OTLP_*ENDPOINT "
         "names a collector.",
     )
+    case_insensitive_paths: bool = Field(
+        False,
+        description="Compare path prefixes case-insensitively (for IIS-style upstreams that ignore case). "
+        "Off: a path that would choose another route if case were ignored (`/ADMIN/x` beside `/admin`) is "
+        "refused with 400.",
+    )
 
 
 class ProviderEndpoints(_Model):

@@ -29,7 +29,7 @@ from gateway.errors import (
 from gateway.models import Principal
 from gateway.redirects import original_url
 from gateway.routing import normalise_path
-from gateway.web.handler import Original, Verdict, decide, identity_values
+from gateway.web.handler import Original, decide, identity_of
 from gateway.web.middleware import STATE_KEY, RequestState
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
 from gateway.web.runtime import CompiledRoute, Runtime
@@ -117,24 +117,20 @@ async def verdict(request: web.Request) -> web.StreamResponse:
         decided = await decide(request, rt, state, original, proxied=False)
         if decided.route is None:
             raise NotFound("the gateway's own /oauth2/ endpoints are not forward-auth targets")
+        headers = dict(_NO_STORE)
+        if decided.principal is not None:
+            headers.update(identity_headers(decided.principal, decided.route, state))
     except GatewayError as exc:
         if exc.detail:
             log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
         return _refusal(request, rt, state, exc, original, proto)
-    return _allowed(decided.route, decided)
-
-
-def _allowed(route: CompiledRoute, decided: Verdict) -> web.Response:
-    headers = dict(_NO_STORE)
-    principal = decided.principal
-    if principal is not None:
-        headers.update(identity_headers(principal, route))
     return web.Response(status=200, headers=headers)
 
 
-def identity_headers(principal: Principal, route: CompiledRoute) -> Mapping[str, str]:
-    """DESIGN §4's identity headers, as response headers; the token when ``forward_token``."""
-    user, email, scopes = identity_values(principal.subject, principal.email, principal.scopes)
+def identity_headers(principal: Principal, route: CompiledRoute, state: RequestState) -> Mapping[str, str]:
+    """DESIGN §4's identity headers, as response headers; the token when ``forward_token``. A claim
+    that cannot be forwarded faithfully refuses the request, as on the proxy path."""
+    user, email, scopes = identity_of(principal, route, state)
     out = {"X-Auth-Request-User": user}
     if email:
         out["X-Auth-Request-Email"] = email

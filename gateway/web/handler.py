@@ -8,6 +8,8 @@ copy, and identity headers are only ever set from a verified principal.
 from __future__ import annotations
 
 import asyncio
+import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -16,16 +18,23 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway import metrics
-from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials, NotFound
+from gateway.errors import (
+    AccessDenied,
+    InsufficientScope,
+    InvalidToken,
+    LoginRequired,
+    MissingCredentials,
+    NotFound,
+)
 from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.redirects import login_location, original_url
 from gateway.routing import normalise_path, split_host, strip_segments
 from gateway.web import oauth2
 from gateway.web.credentials import Credential, extract_bearer, header_token
-from gateway.web.headers import request_headers_for_upstream
+from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
-from gateway.web.proxy import forward_http, forward_websocket
+from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.session_sockets import session_websocket
@@ -65,9 +74,8 @@ async def decide(
     state.query = original.query
     if path == "/oauth2" or path.startswith("/oauth2/"):
         return Verdict(path, None)
-    found = rt.routes.match(split_host(original.host), path, original.method)
-    if found is None:
-        raise NotFound()
+    # 404, 405 (no method fall-through to a shorter prefix) or 400 (case-ambiguous): DESIGN §7.
+    found = rt.routes.resolve(split_host(original.host), path, original.method)
     route = found.value
     state.route = route.name
     state.mode = route.mode
@@ -95,6 +103,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         incoming_id = request.headers.get("X-Request-Id")
         if incoming_id is not None and valid_request_id(incoming_id):
             state.request_id = incoming_id
+    websocket = any(t.strip().lower() == "websocket" for t in request.headers.get("Upgrade", "").split(","))
+    if websocket:
+        check_websocket_upgrade(request)  # before routing, authentication and any upstream contact
     original = Original(request.method, request.headers.get("Host"), raw_path, query)
     try:
         verdict = await decide(request, rt, state, original, proxied=True)
@@ -107,17 +118,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await oauth2.dispatch(request, rt, verdict.path)
     path, principal, credential = verdict.path, verdict.principal, verdict.credential
     upstream_path = strip_segments(path, verdict.depth) if route.strip_prefix else path
-    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     headers = request_headers_for_upstream(
         request.headers,
         gateway_cookies=rt.cookies.names,
         login_cookie_prefix=rt.cookies.login_prefix,
         drop_authorization=route.mode != "public",
         websocket=websocket,
+        trusted_peer=trusted_peer,
     )
     _set_forwarding(request, rt, route, headers, state, trusted_peer)
     if principal is not None:
-        _set_identity(headers, principal, route)
+        _set_identity(headers, principal, route, state)
     if credential.body is not None:
         headers.popall("Content-Length", None)  # the body was read (and maybe re-encoded): aiohttp sets it
     target = route.upstream_base + upstream_path
@@ -151,6 +162,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         max_body_size=rt.cfg.server.max_body_size,
         stats=state.stats,
         body=credential.body,
+        own_cookies=own_cookies(rt.cookies.names, rt.cookies.login_prefix),
     )
 
 
@@ -229,7 +241,8 @@ def _set_forwarding(
     own_proto = "https" if request.secure else "http"
     host = incoming.get("Host", "")
     if trusted_peer:
-        prior = incoming.get("X-Forwarded-For")
+        # Repeated lines are one list (RFC 9110 §5.3); reading only the first would lose the client.
+        prior = ", ".join(incoming.getall("X-Forwarded-For", ()))
         headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
         headers["X-Forwarded-Proto"] = incoming.get("X-Forwarded-Proto", own_proto)
         headers["X-Forwarded-Host"] = incoming.get("X-Forwarded-Host", host)
@@ -256,21 +269,68 @@ def _login_elsewhere(request: web.Request, rt: Runtime, state: RequestState, tru
     return login_location(public_url, rd) if not rd.startswith("/") else ""
 
 
-def _clean(value: str) -> str:
-    # Header values from claims: no control characters may reach the wire (response splitting).
-    if value.isprintable():
-        return value
-    return "".join(c for c in value if c >= " " and c != "\x7f")
+# RFC 6749 §3.3 scope-token: NQCHAR only, so no space can split one scope into two upstream; a scope
+# string is such tokens separated by single spaces (a tab or CR LF there is no separator, but a forgery).
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+_SCOPE_STRING = re.compile(r"^[\x20\x21\x23-\x5B\x5D-\x7E]*$")
+
+
+def _faithful(value: str) -> bool:
+    """Can this claim be an identity header value exactly as it is (DESIGN §7)? Not with a control or
+    line-separator character (header splitting, NUL truncation), nor with the leading or trailing
+    whitespace that header parsers trim (``"alice "`` would reach the upstream as ``alice``)."""
+    if value[:1].isspace() or value[-1:].isspace():
+        return False
+    return value.isprintable() or not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value)
 
 
 @lru_cache(maxsize=4096)
-def identity_values(subject: str, email: str | None, scopes: frozenset[str]) -> tuple[str, str, str]:
-    """The identity header values of a principal: computed once per distinct caller, not per request."""
-    return _clean(subject), _clean(email) if email else "", " ".join(sorted(scopes))
+def identity_values(
+    subject: str, email: str | None, scopes: frozenset[str], scope_text: str | None = None
+) -> tuple[str, str, str] | None:
+    """The identity header values of a principal, or None when a claim cannot be forwarded faithfully:
+    altering it (stripping a NUL) could name another user upstream, so the request is refused instead.
+    Computed once per distinct caller, not per request."""
+    if not _faithful(subject) or (email and not _faithful(email)):
+        return None
+    if not all(_SCOPE_TOKEN.match(scope) for scope in scopes):
+        return None
+    if scope_text is not None and not _SCOPE_STRING.match(scope_text):
+        return None
+    return subject, email or "", " ".join(sorted(scopes))
 
 
-def _set_identity(headers: CIMultiDict[str], principal: Principal, route: CompiledRoute) -> None:
-    user, email, scopes = identity_values(principal.subject, principal.email, principal.scopes)
+def _scope_text(principal: Principal) -> str | None:
+    """The space-delimited scope claim as the token carried it, before it was split (``scope`` or ``scp``,
+    the first present: the order gateway.oidc.claims.scopes reads them in)."""
+    for name in ("scope", "scp"):
+        value = principal.claims.get(name)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            return None
+    return None
+
+
+def identity_of(principal: Principal, route: CompiledRoute, state: RequestState) -> tuple[str, str, str]:
+    """(user, email, scopes) for the identity headers, or a refusal when a claim cannot be forwarded
+    faithfully (DESIGN §7): 401 invalid_token for a bearer token, 403 for a session. Shared by the
+    proxy and forward-auth, so both refuse alike."""
+    values = identity_values(principal.subject, principal.email, principal.scopes, _scope_text(principal))
+    if values is None:
+        state.reasons = ("unsafe_claim",)
+        metrics.child(metrics.AUTH_DECISIONS, route.name, "deny", "unsafe_claim").inc()
+        detail = "a sub, email or scope claim holds characters no header may carry"
+        if state.auth == "bearer":
+            raise InvalidToken(detail=detail)
+        raise AccessDenied(reasons=("unsafe_claim",), detail=detail)
+    return values
+
+
+def _set_identity(
+    headers: CIMultiDict[str], principal: Principal, route: CompiledRoute, state: RequestState
+) -> None:
+    user, email, scopes = identity_of(principal, route, state)
     headers["X-Auth-Request-User"] = user
     if email:
         headers["X-Auth-Request-Email"] = email

@@ -7,6 +7,8 @@ UpstreamTimeout (504); once the answer has started, a failure can only abort the
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import ssl
@@ -19,13 +21,14 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import (
+    BadRequest,
     GatewayError,
     PayloadTooLarge,
     RequestTimeout,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.web.headers import response_headers_for_client
+from gateway.web.headers import OwnCookies, response_headers_for_client
 from gateway.web.spans import traced_upstream
 
 log = logging.getLogger("tokengate.proxy")
@@ -124,6 +127,7 @@ async def forward_http(
     max_body_size: int,
     stats: ProxyStats,
     body: bytes | None = None,
+    own_cookies: OwnCookies | None = None,
 ) -> web.StreamResponse:
     """Send the request upstream and stream the answer back; returns the (prepared) response."""
     loop = asyncio.get_running_loop()
@@ -158,13 +162,13 @@ async def forward_http(
         upstream.connection.protocol.read_timeout = options.idle
         upstream.connection.protocol.start_timeout()
     try:
-        return await _relay_answer(request, upstream, stats)
+        return await _relay_answer(request, upstream, stats, own_cookies)
     finally:
         upstream.release()
 
 
 async def _relay_answer(
-    request: web.Request, upstream: aiohttp.ClientResponse, stats: ProxyStats
+    request: web.Request, upstream: aiohttp.ClientResponse, stats: ProxyStats, own: OwnCookies | None
 ) -> web.StreamResponse:
     length = upstream.content_length
     no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
@@ -174,9 +178,11 @@ async def _relay_answer(
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamUnavailable(detail=f"reading the upstream answer: {type(exc).__name__}") from exc
         stats.bytes_out = len(payload)
-        headers = response_headers_for_client(upstream.headers, keep_length=False)
+        headers = response_headers_for_client(upstream.headers, keep_length=False, own=own)
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=payload)
-    headers = response_headers_for_client(upstream.headers, keep_length=no_body or length is not None)
+    headers = response_headers_for_client(
+        upstream.headers, keep_length=no_body or length is not None, own=own
+    )
     response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
     if no_body:
         await response.prepare(request)
@@ -198,6 +204,30 @@ async def _relay_answer(
         raise asyncio.CancelledError from exc
     await response.write_eof()
     return response
+
+
+def check_websocket_upgrade(request: web.Request) -> None:
+    """Refuse (400) an opening handshake that RFC 6455 §4.2.1 does not allow, before any upstream is
+    contacted (DESIGN §7): GET over HTTP/1.1, ``Connection: upgrade``, exactly one
+    ``Sec-WebSocket-Key`` of 16 base64 bytes, exactly one ``Sec-WebSocket-Version: 13``."""
+    headers = request.headers
+    if request.method != "GET" or request.version < (1, 1):
+        raise BadRequest(detail="websocket upgrade must be GET over HTTP/1.1")
+    tokens = {t.strip().lower() for v in headers.getall("Connection", ()) for t in v.split(",")}
+    if "upgrade" not in tokens:
+        raise BadRequest(detail="websocket upgrade without 'Connection: upgrade'")
+    keys = headers.getall("Sec-WebSocket-Key", ())
+    if len(keys) != 1 or not _valid_key(keys[0].strip()):
+        raise BadRequest(detail="websocket upgrade without one valid Sec-WebSocket-Key")
+    if [v.strip() for v in headers.getall("Sec-WebSocket-Version", ())] != ["13"]:
+        raise BadRequest(detail="websocket upgrade with a Sec-WebSocket-Version other than 13")
+
+
+def _valid_key(key: str) -> bool:
+    try:
+        return len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 @traced_upstream

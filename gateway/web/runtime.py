@@ -232,8 +232,11 @@ def build_runtime(
     compiled = tuple(CompiledRoute.build(r, providers, cfg.server) for r in cfg.routes)
     audience_warnings(cfg)
     table = RouteTable(
-        RouteSpec(route, r.match.path_prefix, r.match.host, _methods(r))
-        for route, r in zip(compiled, cfg.routes, strict=True)
+        (
+            RouteSpec(route, r.match.path_prefix, r.match.host, _methods(r))
+            for route, r in zip(compiled, cfg.routes, strict=True)
+        ),
+        case_insensitive=cfg.server.case_insensitive_paths,
     )
     public_url = cfg.server.public_url
     secure = bool(public_url and public_url.startswith("https://"))

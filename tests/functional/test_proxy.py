@@ -156,7 +156,7 @@ async def test_forwarded_headers_from_trusted_peer_are_kept(
     [
         ("/public/..%2Fprivate", 400, None),
         ("/public/..%2fprivate", 400, None),
-        ("/public/%2e%2e/private", 401, None),  # normalises to /private: the protected route decides
+        ("/public/%2e%2e/private", 400, None),  # an encoded dot segment (DESIGN §7)
         ("//private", 401, None),
         ("/public/./../private/x", 401, None),
         ("/public/%5C..%5Cprivate", 400, None),

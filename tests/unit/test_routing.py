@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import PathRejected
+from gateway.errors import MethodNotAllowed, NotFound, PathRejected
 from gateway.routing import (
     RouteSpec,
     RouteTable,
@@ -25,8 +25,6 @@ from gateway.routing import (
         ("/a//b", "/a/b"),
         ("//private", "/private"),
         ("/a/./b/../c", "/a/c"),
-        ("/public/%2e%2e/private", "/private"),
-        ("/public/%2E%2e/private", "/private"),
         ("/%7euser", "/~user"),
         ("/%41%42", "/AB"),
         ("/a%20b", "/a%20b"),
@@ -48,6 +46,15 @@ def test_normalise(raw: str, expected: str) -> None:
         "/a%5Cb",
         "/a\\b",
         "/a%00b",
+        "/public/%2e%2e/private",  # encoded dots, %25, ; and %3B: DESIGN §7 (StrictHttpFirewall)
+        "/public/%2E%2e/private",
+        "/a%2eb",
+        "/a%252e",
+        "/a;b",
+        "/a%3Bb",
+        "/a%c0%ae",
+        "/a%EF%BC%8F",
+        "/a%C2%85",
         "/a%0Ab",
         "/a%zz",
         "/a%4",
@@ -208,3 +215,61 @@ def test_redirects_never_leave_the_origin(rd: str) -> None:
     assert not out.startswith("//")
     assert "\\" not in out
     assert not any(ord(c) < 0x20 for c in out)
+
+
+def test_method_miss_is_405_with_the_longest_prefix_methods() -> None:
+    table = RouteTable(
+        [
+            RouteSpec("admin-read", "/admin", methods=["GET"]),
+            RouteSpec("admin-write", "/admin/", methods=["post"]),
+            RouteSpec("root", "/"),
+        ]
+    )
+    with pytest.raises(MethodNotAllowed) as caught:
+        table.resolve(None, "/admin/x", "DELETE")
+    assert caught.value.allowed == ("GET", "POST")
+    assert table.match(None, "/admin/x", "DELETE") is None  # never the shorter "/"
+    assert table.resolve(None, "/admin/x", "POST").value == "admin-write"
+    assert table.resolve(None, "/adminx", "DELETE").value == "root"
+
+
+def test_host_table_decides_when_it_covers_the_path() -> None:
+    table = RouteTable(
+        [
+            RouteSpec("host-api", "/api", host="api.example.com", methods=["GET"]),
+            RouteSpec("default-root", "/"),
+            RouteSpec("default-api", "/api/v2"),
+        ]
+    )
+    with pytest.raises(MethodNotAllowed):
+        table.resolve("api.example.com", "/api/x", "PUT")
+    # A host's routes win over a longer hostless prefix (host first, DESIGN §1).
+    assert table.resolve("api.example.com", "/api/v2/x", "GET").value == "host-api"
+    assert table.resolve("api.example.com", "/docs", "PUT").value == "default-root"
+    assert table.resolve("www.example.com", "/api/x", "PUT").value == "default-root"
+    with pytest.raises(NotFound):
+        RouteTable([RouteSpec("a", "/a")]).resolve(None, "/b", "GET")
+
+
+def test_case_ambiguous_paths_refused_when_case_sensitive() -> None:
+    specs = [RouteSpec("admin", "/admin"), RouteSpec("Docs", "/Docs"), RouteSpec("root", "/")]
+    table = RouteTable(specs)
+    for path in ("/ADMIN/x", "/Admin", "/docs/a", "/DOCS"):
+        with pytest.raises(PathRejected):
+            table.resolve(None, path, "GET")
+    assert table.resolve(None, "/admin/X", "GET").value == "admin"
+    assert table.resolve(None, "/Docs/a", "GET").value == "Docs"
+    assert table.resolve(None, "/Other/%C3%A9", "GET").value == "root"
+    folded = RouteTable(specs, case_insensitive=True)
+    assert folded.resolve(None, "/ADMIN/x", "GET").value == "admin"
+    assert folded.resolve(None, "/docs/a", "GET").value == "Docs"
+    assert folded.resolve(None, "/Other", "GET").value == "root"
+
+
+def test_encoded_query_or_fragment_mark_must_not_change_the_route() -> None:
+    table = RouteTable([RouteSpec("admin", "/admin"), RouteSpec("root", "/")])
+    for path in ("/admin%3F/x", "/admin%23", "/admin%3Fa%23b"):
+        with pytest.raises(PathRejected):
+            table.resolve(None, path, "GET")
+    assert table.resolve(None, "/admin/a%3F", "GET").value == "admin"
+    assert table.resolve(None, "/docs%3F/admin", "GET").value == "root"
