@@ -4,10 +4,14 @@ written through the gateway's own store (what a login writes), and the checks ev
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+import yaml
 from aiohttp.test_utils import TestClient
 
+from gateway.app import create_app
+from gateway.config import parse_config
 from gateway.models import Session, TokenSet
 from gateway.sessions import SessionStore
 from gateway.web.state import RUNTIME
@@ -89,3 +93,17 @@ def assert_identity_matches(upstream: Upstream, expected_user_by_path: dict[str,
             assert seen.header("X-Auth-Request-User") == want, (seen.path, seen.header("X-Auth-Request-User"))
             checked += 1
     assert checked, "no request reached the upstream"
+
+
+async def serve(
+    aiohttp_client: Any, cfg: dict[str, Any], *, clock: Callable[[], float] | None = None
+) -> TestClient:  # type: ignore[type-arg]
+    """The gateway for ``cfg`` on a loopback port (with an injected clock when given)."""
+    app = create_app(parse_config(yaml.safe_dump(cfg), env={}), **({"clock": clock} if clock else {}))
+    client = await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
+    return client  # type: ignore[no-any-return]
+
+
+async def wait_providers(client: TestClient, timeout: float = 5.0) -> bool:  # type: ignore[type-arg]  # noqa: ASYNC109
+    providers = client.app[RUNTIME].current.providers.values()  # type: ignore[index]
+    return all([await p.wait_ready(timeout) for p in providers])

@@ -27,6 +27,12 @@ class Outcome:
     location: str | None = None
     error: str | None = None
     body: str = ""
+    ended: str = ""  # the phase when the answer came back
+
+    @property
+    def within(self) -> bool:
+        """Sent and answered in the same phase (nothing changed under this request)."""
+        return self.ended == self.phase
 
 
 async def fetch(
@@ -89,12 +95,19 @@ class Traffic:
             try:
                 status, headers, body = await fetch(self._session, method, url, **kwargs)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                self.outcomes.append(Outcome(phase, key, path, None, error=type(exc).__name__))
+                self.outcomes.append(Outcome(phase, key, path, None, error=type(exc).__name__, ended=self.phase))
                 await asyncio.sleep(0.01)  # a refused connection returns at once: don't spin
                 continue
             self.outcomes.append(
                 Outcome(
-                    phase, key, path, status, headers.get("Retry-After"), headers.get("Location"), body=body[:300]
+                    phase,
+                    key,
+                    path,
+                    status,
+                    retry_after=headers.get("Retry-After"),
+                    location=headers.get("Location"),
+                    body=body[:300],
+                    ended=self.phase,
                 )
             )
             await asyncio.sleep(0)
