@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway.web.state import RUNTIME
+from gateway.app import create_admin_app
 from tests.faults.helpers import NAVIGATE, SESSION_KEY, a_session, serve, store_of, wait_providers
 from tests.fixtures.idp import IdP
 from tests.support.oidc_fakes import (
@@ -219,3 +219,146 @@ async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+DISCOVERY_FAULTS = ["down", "500", "malformed", "wrong-issuer"]
+
+
+@pytest.mark.parametrize("fault", DISCOVERY_FAULTS)
+async def test_discovery_faults_at_start_then_recovery(
+    fault: str, aiohttp_client: Any, fake: FakeProvider, script: Script, upstream: Upstream
+) -> None:
+    """Fault: discovery down / 500 / malformed / naming another issuer while the gateway starts."""
+    if fault == "wrong-issuer":
+        fake.discovery = Reply({**fake.document(), "issuer": "http://127.0.0.1:9/another-issuer"})
+    elif fault == "500":
+        fake.discovery = Reply({"error": "server_error"}, 500)
+    elif fault == "malformed":
+        fake.discovery = Reply(raw='{"issuer": ')
+    else:
+        script.inject("down")
+    fake.introspect = lambda form: Reply({"active": True, **claims_for(fake.issuer, Clock())})
+    client = await serve(aiohttp_client, session_config(fake.issuer, upstream))
+    admin = await aiohttp_client(create_admin_app(client.app))
+    sid = await store_of(client).create(a_session("alice"))
+    base = f"http://127.0.0.1:{client.port}"
+
+    def request(n: int) -> tuple[str, str, str, dict[str, object]]:
+        kind = ("bearer", "session", "login")[n % 3]
+        if kind == "bearer":
+            return kind, "GET", f"{base}/api/{n}", {"headers": {"Authorization": f"Bearer good-{n}"}}
+        if kind == "session":
+            return kind, "GET", f"{base}/app/{n}", {"headers": {"Cookie": f"tokengate_session={sid}", **NAVIGATE}}
+        return kind, "GET", f"{base}/oauth2/login?rd=/app/{n}", {"headers": NAVIGATE}
+
+    async with Traffic(request, workers=3) as traffic:
+        traffic.phase = "outage"
+        await traffic.until(
+            lambda: traffic.statuses("outage")[503] >= 6 and len(traffic.keys_with(503, "outage")) == 2,
+            "bearer and login refused while the metadata is not loaded",
+        )
+        assert (await admin.get("/readyz")).status == 503
+        traffic.phase = "after"
+        fake.discovery = None
+        script.heal()
+        await traffic.until(lambda: traffic.keys_with(200, "after") >= {"bearer", "session"}, "recovered")
+        await traffic.until(lambda: traffic.keys_with(302, "after") == {"login"}, "logins start again")
+    assert (await admin.get("/readyz")).status == 200
+    _check(traffic, upstream, {"bearer": {200, 503}, "session": {200}, "login": {302, 503}})
+    # A session that needs nothing from the provider kept working throughout; logins went to the
+    # provider only once its metadata was known.
+    assert {o.status for o in traffic.of("outage") if o.key != "session" and o.within} == {503}
+    assert all(o.location and o.location.startswith(fake.issuer + "/auth") for o in traffic.outcomes if o.location)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_refresh_faults_then_recovery(
+    fault: str, aiohttp_client: Any, fake: FakeProvider, script: Script, upstream: Upstream
+) -> None:
+    """Fault: the token endpoint down / slow / 500 / malformed when session tokens need a refresh."""
+    refreshed: list[str] = []
+
+    def token(form: dict[str, str]) -> Reply:
+        new = f"at-new-{len(refreshed)}"
+        reply = script.reply(
+            Reply({"access_token": new, "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt-next"})
+        )
+        if reply.status == 200 and reply.raw is None and not reply.delay:
+            refreshed.append(new)
+        return reply
+
+    fake.token = token
+    client = await serve(aiohttp_client, session_config(fake.issuer, upstream))
+    assert await wait_providers(client)
+    store = store_of(client)
+    expired = await store.create(a_session("expired", token_ttl=-5))  # must be refreshed before use
+    due = await store.create(a_session("due", token_ttl=10))  # inside refresh_before (30 s): still valid
+    cookies = {"expired": expired, "due": due}
+    base = f"http://127.0.0.1:{client.port}"
+
+    def request(n: int) -> tuple[str, str, str, dict[str, object]]:
+        kind = "expired" if n % 2 else "due"
+        headers = {"Cookie": f"tokengate_session={cookies[kind]}", **(NAVIGATE if n % 4 < 2 else {})}
+        return kind, "GET", f"{base}/app/{kind}/{n}", {"headers": headers}
+
+    script.inject(fault)
+    async with Traffic(request, workers=4) as traffic:
+        traffic.phase = "outage"
+        await traffic.until(lambda: traffic.statuses("outage")[503] >= 4, "expired session refused")
+        await traffic.until(lambda: traffic.keys_with(200, "outage") == {"due"}, "valid session served")
+        traffic.phase = "after"
+        script.heal()
+        await traffic.until(lambda: traffic.keys_with(200, "after") == {"expired", "due"}, "refreshed")
+    _check(traffic, upstream, {"expired": {200, 503}, "due": {200}})
+    assert {o.status for o in traffic.of("outage") if o.key == "expired" and o.within} == {503}
+    assert not [o for o in traffic.outcomes if o.location], "a login redirect while the provider failed"
+    # Refreshed in place: the same cookie, the new token, forwarded upstream.
+    assert refreshed
+    kept = await store.get(expired)
+    assert kept is not None and kept.tokens.access_token in refreshed
+    assert kept.tokens.refresh_token == "rt-next"
+    forwarded = {s.header("Authorization") for s in upstream.seen if s.path.startswith("/app/expired/")}
+    assert forwarded <= {f"Bearer {t}" for t in refreshed}
+
+
+async def test_real_provider_down_and_back(aiohttp_client: Any, idp: IdP, upstream: Upstream) -> None:
+    """Fault: the real oidc-provider's introspection endpoint unreachable under traffic, then back."""
+    relay = TcpRelay(int(idp.issuer.rsplit(":", 1)[1]))
+    await relay.start()
+    try:
+        extra = {"resource": idp.resource_indicator}
+        tokens = [(await idp.obtain_tokens("alice", "openid api:read", extra=extra))["access_token"] for _ in range(8)]
+        cfg = bearer_config(idp.issuer, upstream, "introspection")
+        cfg["providers"]["main"] |= {
+            "client_id": idp.client_id,
+            "client_secret": idp.client_secret,
+            "introspection_client_id": idp.introspection_client_id,
+            "introspection_client_secret": idp.introspection_client_secret,
+            "timeout": "1s",
+            # Discovery straight from the provider; introspection through the relay that goes down.
+            "endpoints": {"introspection": f"{relay.origin}/token/introspection"},
+        }
+        client = await serve(aiohttp_client, cfg)
+        assert await wait_providers(client)
+        warm, cold = tokens[:4], tokens[4:]
+        base = f"http://127.0.0.1:{client.port}"
+
+        def request(n: int) -> tuple[str, str, str, dict[str, object]]:
+            kind = "warm" if n % 2 or traffic.phase == "before" else "cold"
+            token = (warm if kind == "warm" else cold)[n // 2 % 4]
+            return kind, "GET", f"{base}/api/{n}", {"headers": {"Authorization": f"Bearer {token}"}}
+
+        async with Traffic(request, workers=4) as traffic:
+            await traffic.until(lambda: len(traffic.of("before")) >= 8, "warm tokens introspected")
+            traffic.phase = "outage"
+            relay.refuse()
+            await traffic.until(lambda: traffic.statuses("outage")[503] >= 4, "cold tokens refused")
+            traffic.phase = "after"
+            relay.allow()
+            await traffic.until(lambda: traffic.keys_with(200, "after") == {"warm", "cold"}, "recovered")
+        _check(traffic, upstream, {"warm": {200}, "cold": {200, 503}})
+        # Answers cached before the outage kept serving (within their TTL); the others waited for it.
+        assert {o.status for o in traffic.of("outage") if o.key == "warm"} == {200}
+        assert {o.status for o in traffic.of("outage") if o.key == "cold" and o.within} == {503}
+    finally:
+        await relay.close()
