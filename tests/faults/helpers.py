@@ -3,12 +3,14 @@ written through the gateway's own store (what a login writes), and the checks ev
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 import yaml
 from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
 
 from gateway.app import create_app
 from gateway.config import parse_config
@@ -107,3 +109,19 @@ async def serve(
 async def wait_providers(client: TestClient, timeout: float = 5.0) -> bool:  # type: ignore[type-arg]  # noqa: ASYNC109
     providers = client.app[RUNTIME].current.providers.values()  # type: ignore[index]
     return all([await p.wait_ready(timeout) for p in providers])
+
+
+def in_flight() -> float:
+    """The gateway's in-flight request gauge (one process-wide registry): 0 when nothing is stuck."""
+    value = REGISTRY.get_sample_value("tokengate_in_flight_requests")
+    return 0.0 if value is None else value
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+    """Poll ``predicate()`` every 20 ms; True once it holds, False after ``timeout`` (a hang guard)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
