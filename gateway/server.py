@@ -24,6 +24,7 @@ from gateway.config import load_config
 from gateway.config.schema import GatewayConfig, split_listen
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging
+from gateway.web.protocol import GatewayRunner
 from gateway.web.runtime import Runtime
 from gateway.web.state import RUNTIME
 
@@ -75,7 +76,7 @@ class Gateway:
     async def run(self) -> None:
         server = self.cfg.server
         grace = server.shutdown_grace.total_seconds()
-        runner = web.AppRunner(
+        runner = GatewayRunner(  # answers unparsable request heads as JSON (gateway/web/protocol.py)
             self.app,
             handler_cancellation=True,
             access_log=None,

@@ -84,11 +84,11 @@ async def forward_http(
         raise
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout(detail=f"{url.host}:{url.port}: {type(exc).__name__}") from exc
-    except aiohttp.ClientPayloadError as exc:
+    except (aiohttp.ClientError, OSError) as exc:
+        # The body limit tripped while streaming: aiohttp wraps it (ClientPayloadError or, in 3.14,
+        # ClientConnectionError). It is the client's fault, not the upstream's: 413, not 502.
         if isinstance(exc.__cause__, PayloadTooLarge):
             raise PayloadTooLarge() from exc
-        raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {exc}") from exc
-    except (aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {type(exc).__name__}: {exc}") from exc
     stats.upstream_seconds = loop.time() - started
     stats.status = upstream.status

@@ -24,9 +24,7 @@ SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
 NAVIGATE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
 
 
-def session_gateway_config(
-    issuer: str, upstream: Upstream, redis_url: str, **server: Any
-) -> dict[str, Any]:
+def session_gateway_config(issuer: str, upstream: Upstream, redis_url: str, **server: Any) -> dict[str, Any]:
     """One session route on ``/app`` backed by Redis at ``redis_url``; the provider is only needed at
     login and refresh, which these sessions (valid for an hour) never reach."""
     return {
@@ -61,7 +59,9 @@ def a_session(subject: str, *, token_ttl: float = 3600.0) -> Session:
     return Session(
         subject=subject,
         provider="main",
-        tokens=TokenSet(access_token=f"at-{subject}", refresh_token=f"rt-{subject}", expires_at=now + token_ttl),
+        tokens=TokenSet(
+            access_token=f"at-{subject}", refresh_token=f"rt-{subject}", expires_at=now + token_ttl
+        ),
         claims={"sub": subject},
         created_at=now,
         expires_at=now + 3600,

@@ -10,7 +10,6 @@ taken down the same way in the last test.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_admin_app
-from tests.faults.helpers import NAVIGATE, SESSION_KEY, a_session, serve, store_of, wait_providers
+from tests.faults.helpers import NAVIGATE, SESSION_KEY, a_session, serve, store_of, until, wait_providers
 from tests.fixtures.idp import IdP
 from tests.support.oidc_fakes import (
     CLIENT_ID,
@@ -78,7 +77,13 @@ async def script(fake: FakeProvider) -> AsyncIterator[Script]:
 
 
 def provider(issuer: str, **extra: Any) -> dict[str, Any]:
-    return {"issuer": issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "timeout": TIMEOUT, **extra}
+    return {
+        "issuer": issuer,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "timeout": TIMEOUT,
+        **extra,
+    }
 
 
 def bearer_config(issuer: str, upstream: Upstream, validate: str) -> dict[str, Any]:
@@ -106,7 +111,12 @@ def session_config(issuer: str, upstream: Upstream, **provider_extra: Any) -> di
                 "name": "api",
                 "match": {"path_prefix": "/api"},
                 "upstream": upstream.url,
-                "auth": {"mode": "bearer", "provider": "main", "validate": "introspection", "audience": "api"},
+                "auth": {
+                    "mode": "bearer",
+                    "provider": "main",
+                    "validate": "introspection",
+                    "audience": "api",
+                },
             },
             {
                 "name": "app",
@@ -137,7 +147,9 @@ def _check(traffic: Traffic, upstream: Upstream, expected: dict[str, set[int]]) 
     assert refused.isdisjoint(seen.path for seen in upstream.seen)
 
 
-async def _fault_and_heal(traffic: Traffic, script: Script, fault: str, *, during: Callable[[], bool]) -> None:
+async def _fault_and_heal(
+    traffic: Traffic, script: Script, fault: str, *, during: Callable[[], bool]
+) -> None:
     traffic.phase = "outage"
     script.inject(fault)
     await traffic.until(during, f"the {fault} provider's answers")
@@ -154,7 +166,9 @@ async def test_introspection_faults_then_recovery(
     def introspect(form: dict[str, str]) -> Reply:
         token = form.get("token", "")
         good = claims_for(fake.issuer, Clock(), jti=token)
-        return script.reply(Reply({"active": True, **good} if token.startswith("good") else {"active": False}))
+        return script.reply(
+            Reply({"active": True, **good} if token.startswith("good") else {"active": False})
+        )
 
     fake.introspect = introspect
     client = await serve(aiohttp_client, bearer_config(fake.issuer, upstream, "introspection"))
@@ -165,10 +179,13 @@ async def test_introspection_faults_then_recovery(
         lambda n: (kind := "bad" if n % 4 == 0 else "good", {"Authorization": f"Bearer {kind}-{n}"}),
     )
     async with Traffic(request, workers=4) as traffic:
-        await traffic.until(lambda: traffic.keys_with(401, "before") and traffic.keys_with(200, "before"), "ok")
+        await traffic.until(
+            lambda: traffic.keys_with(401, "before") and traffic.keys_with(200, "before"), "ok"
+        )
         await _fault_and_heal(traffic, script, fault, during=lambda: traffic.statuses("outage")[503] >= 8)
         await traffic.until(
-            lambda: {"good", "bad"} <= traffic.keys_with(200, "after") | traffic.keys_with(401, "after"), "healed"
+            lambda: {"good", "bad"} <= traffic.keys_with(200, "after") | traffic.keys_with(401, "after"),
+            "healed",
         )
         await traffic.until(lambda: traffic.keys_with(200, "after") == {"good"}, "good tokens pass again")
     _check(traffic, upstream, {"good": {200, 503}, "bad": {401, 503}})
@@ -185,7 +202,7 @@ async def test_jwks_faults_cached_keys_still_verify(
     clock = Clock()
     client = await serve(aiohttp_client, bearer_config(fake.issuer, upstream, "jwt"), clock=clock)
     assert await wait_providers(client)
-    await _until(lambda: fake.hits["/jwks"] >= 1)  # the keys are warmed once the metadata is loaded
+    assert await until(lambda: fake.hits["/jwks"] >= 1)  # the keys are warmed once the metadata is loaded
 
     def token(n: int) -> tuple[str, dict[str, str]]:
         kind = "stranger" if n % 4 == 0 else "known"
@@ -193,7 +210,9 @@ async def test_jwks_faults_cached_keys_still_verify(
         return kind, {"Authorization": "Bearer " + mint(key, claims_for(fake.issuer, clock, jti=f"j{n}"))}
 
     async with Traffic(_requests(f"http://127.0.0.1:{client.port}", token), workers=4) as traffic:
-        await traffic.until(lambda: traffic.keys_with(401, "before") == {"stranger"}, "an unknown kid refused")
+        await traffic.until(
+            lambda: traffic.keys_with(401, "before") == {"stranger"}, "an unknown kid refused"
+        )
         traffic.phase = "outage"
         script.inject(fault)
         fake.jwks_reply = script.reply(Reply({"keys": fake.jwks_keys}))
@@ -210,15 +229,6 @@ async def test_jwks_faults_cached_keys_still_verify(
     # to throw a possibly good token away, even when the refetch is skipped by its rate limit.
     assert traffic.statuses("outage")[200] > 0
     assert {o.status for o in traffic.of("outage") if o.key == "stranger" and o.within} == {503}
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
 
 
 DISCOVERY_FAULTS = ["down", "500", "malformed", "wrong-issuer"]
@@ -248,7 +258,12 @@ async def test_discovery_faults_at_start_then_recovery(
         if kind == "bearer":
             return kind, "GET", f"{base}/api/{n}", {"headers": {"Authorization": f"Bearer good-{n}"}}
         if kind == "session":
-            return kind, "GET", f"{base}/app/{n}", {"headers": {"Cookie": f"tokengate_session={sid}", **NAVIGATE}}
+            return (
+                kind,
+                "GET",
+                f"{base}/app/{n}",
+                {"headers": {"Cookie": f"tokengate_session={sid}", **NAVIGATE}},
+            )
         return kind, "GET", f"{base}/oauth2/login?rd=/app/{n}", {"headers": NAVIGATE}
 
     async with Traffic(request, workers=3) as traffic:
@@ -268,7 +283,9 @@ async def test_discovery_faults_at_start_then_recovery(
     # A session that needs nothing from the provider kept working throughout; logins went to the
     # provider only once its metadata was known.
     assert {o.status for o in traffic.of("outage") if o.key != "session" and o.within} == {503}
-    assert all(o.location and o.location.startswith(fake.issuer + "/auth") for o in traffic.outcomes if o.location)
+    assert all(
+        o.location and o.location.startswith(fake.issuer + "/auth") for o in traffic.outcomes if o.location
+    )
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -281,7 +298,9 @@ async def test_refresh_faults_then_recovery(
     def token(form: dict[str, str]) -> Reply:
         new = f"at-new-{len(refreshed)}"
         reply = script.reply(
-            Reply({"access_token": new, "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt-next"})
+            Reply(
+                {"access_token": new, "token_type": "Bearer", "expires_in": 300, "refresh_token": "rt-next"}
+            )
         )
         if reply.status == 200 and reply.raw is None and not reply.delay:
             refreshed.append(new)
@@ -315,7 +334,8 @@ async def test_refresh_faults_then_recovery(
     # Refreshed in place: the same cookie, the new token, forwarded upstream.
     assert refreshed
     kept = await store.get(expired)
-    assert kept is not None and kept.tokens.access_token in refreshed
+    assert kept is not None
+    assert kept.tokens.access_token in refreshed
     assert kept.tokens.refresh_token == "rt-next"
     forwarded = {s.header("Authorization") for s in upstream.seen if s.path.startswith("/app/expired/")}
     assert forwarded <= {f"Bearer {t}" for t in refreshed}
@@ -327,7 +347,10 @@ async def test_real_provider_down_and_back(aiohttp_client: Any, idp: IdP, upstre
     await relay.start()
     try:
         extra = {"resource": idp.resource_indicator}
-        tokens = [(await idp.obtain_tokens("alice", "openid api:read", extra=extra))["access_token"] for _ in range(8)]
+        tokens = [
+            (await idp.obtain_tokens("alice", "openid api:read", extra=extra))["access_token"]
+            for _ in range(8)
+        ]
         cfg = bearer_config(idp.issuer, upstream, "introspection")
         cfg["providers"]["main"] |= {
             "client_id": idp.client_id,

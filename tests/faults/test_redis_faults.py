@@ -80,7 +80,8 @@ async def _outage_under_traffic(
     assert_identity_matches(upstream, users_by_path)
     for sid, subject in sessions.items():  # nothing the store had acknowledged was lost
         kept = await store_of(client).get(sid)
-        assert kept is not None and kept.subject == subject
+        assert kept is not None
+        assert kept.subject == subject
     return traffic
 
 
@@ -94,7 +95,11 @@ async def test_redis_killed_and_restarted_keeps_sessions(
 
 
 async def test_network_cut_to_redis_then_restored(
-    make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream, redis_server: RedisServer, redis_url: str
+    make_gateway: GatewayFactory,
+    fake: FakeProvider,
+    upstream: Upstream,
+    redis_server: RedisServer,
+    redis_url: str,
 ) -> None:
     """Fault: every connection to Redis reset and new ones refused (a network cut), then restored."""
     relay = TcpRelay(redis_server.port)

@@ -80,7 +80,8 @@ async def test_sentinel_failover_under_traffic_keeps_sessions(
     store = store_of(client)
     for sid, subject in sessions.items():
         kept = await store.get(sid)
-        assert kept is not None and kept.subject == subject
+        assert kept is not None
+        assert kept.subject == subject
     later = [await store.create(a_session(f"late{n}")) for n in range(3)]
     with new_master.client() as raw:
         for sid in [*sessions, *later]:

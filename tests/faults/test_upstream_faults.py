@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults.helpers import in_flight, serve, until as _until
+from tests.faults.helpers import in_flight, serve
+from tests.faults.helpers import until as _until
 from tests.support.faulty_upstream import FaultyUpstream
 from tests.support.traffic import Traffic
 from tests.support.upstream import start_upstream, stop_upstream
@@ -32,7 +33,14 @@ async def faulty() -> AsyncIterator[FaultyUpstream]:
 def config(upstream_url: str) -> dict[str, Any]:
     return {
         "server": {"listen": "127.0.0.1:8080", "upstream_timeout": TIMEOUT},
-        "routes": [{"name": "all", "match": {"path_prefix": "/"}, "upstream": upstream_url, "auth": {"mode": "public"}}],
+        "routes": [
+            {
+                "name": "all",
+                "match": {"path_prefix": "/"},
+                "upstream": upstream_url,
+                "auth": {"mode": "public"},
+            }
+        ],
     }
 
 
@@ -47,7 +55,9 @@ async def _mixed(client: Any, fault_path: str, *, faults: int = 6) -> Traffic:
         return "ok", "GET", f"{base}/ok?{n}", {}
 
     async with Traffic(request, workers=3) as traffic:
-        await traffic.until(lambda: sum(o.key == "fault" for o in traffic.outcomes) >= faults, "faults answered")
+        await traffic.until(
+            lambda: sum(o.key == "fault" for o in traffic.outcomes) >= faults, "faults answered"
+        )
         traffic.phase = "after"
         await traffic.until(lambda: traffic.statuses("after")[200] >= 6, "normal requests after the faults")
     assert {o.status for o in traffic.outcomes if o.key == "ok"} == {200}, traffic.summary()
@@ -77,7 +87,8 @@ async def test_upstream_hanging_after_headers(size: int, aiohttp_client: Any, fa
     # complete-looking one). Small bodies are read whole before answering: nothing went out yet.
     seen = _faults(traffic)
     if size > 65536:
-        assert seen and seen <= PAYLOAD_ERRORS, seen
+        assert seen, traffic.summary()
+        assert seen <= PAYLOAD_ERRORS, seen
     else:
         assert seen == {504}
     assert await _until(lambda: faulty.open == 0)  # every upstream connection it gave up on is closed
@@ -85,7 +96,9 @@ async def test_upstream_hanging_after_headers(size: int, aiohttp_client: Any, fa
 
 
 @pytest.mark.parametrize(
-    "path", ["/reset-mid-body?n=200000", "/reset-mid-chunked", "/reset-mid-body?n=1000"], ids=["length", "chunked", "small"]
+    "path",
+    ["/reset-mid-body?n=200000", "/reset-mid-chunked", "/reset-mid-body?n=1000"],
+    ids=["length", "chunked", "small"],
 )
 async def test_upstream_reset_mid_body(path: str, aiohttp_client: Any, faulty: FaultyUpstream) -> None:
     """Fault: the upstream resets the connection in the middle of its answer's body."""
@@ -95,7 +108,8 @@ async def test_upstream_reset_mid_body(path: str, aiohttp_client: Any, faulty: F
     if path.endswith("n=1000"):
         assert seen == {502}
     else:
-        assert seen and seen <= PAYLOAD_ERRORS, seen
+        assert seen, traffic.summary()
+        assert seen <= PAYLOAD_ERRORS, seen
 
 
 async def test_huge_response_headers_are_502(aiohttp_client: Any, faulty: FaultyUpstream) -> None:

@@ -8,6 +8,7 @@ request path picks the fault. Every answer closes its connection, so one fault n
     /reset-mid-chunked  chunked, three chunks, then a TCP reset (no last chunk)
     /huge-headers       a header line of ``?n=`` bytes (default 100 000)
     /close-before-head  reads the request, closes without a byte
+    /upload             reads the body (Content-Length or chunked) and records whether it was whole
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class FaultyUpstream:
     def __init__(self) -> None:
         self.port = free_port()
         self.hits: Counter[str] = Counter()
+        self.uploads: list[tuple[str, int]] = []  # ("complete" | "aborted", bytes received)
         self.open = 0  # connections being served right now
         self._server: asyncio.Server | None = None
         self._hanging: set[asyncio.StreamWriter] = set()
@@ -52,7 +54,7 @@ class FaultyUpstream:
             parts = urlsplit(target)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             self.hits[parts.path] += 1
-            await self._answer(parts.path, query, reader, writer)
+            await self._answer(parts.path, query, head, reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
@@ -60,7 +62,12 @@ class FaultyUpstream:
             writer.close()
 
     async def _answer(
-        self, path: str, query: dict[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        path: str,
+        query: dict[str, str],
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         size = int(query.get("n", "200000"))
         if path == "/slow-head":
@@ -86,10 +93,33 @@ class FaultyUpstream:
             writer.write(_head(200, [("X-Huge", "h" * size), ("Content-Length", "2")]) + b"no")
         elif path == "/close-before-head":
             pass
+        elif path == "/upload":
+            await self._upload(head, reader, writer)
         else:
             writer.write(_head(200, [("Content-Length", "2"), ("Content-Type", "text/plain")]) + b"ok")
         with contextlib.suppress(OSError):
             await writer.drain()
+
+    async def _upload(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines = head.decode("latin-1").lower().split("\r\n")
+        length = next(
+            (int(line.split(":", 1)[1]) for line in lines if line.startswith("content-length:")), None
+        )
+        received = 0
+        tail = b""
+        while length is None or received < length:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            received += len(chunk)
+            tail = (tail + chunk)[-5:]
+            if length is None and tail == b"0\r\n\r\n":  # the last chunk of a chunked body
+                length = received
+        whole = length is not None and received >= length
+        self.uploads.append(("complete" if whole else "aborted", received))
+        if whole:
+            body = str(received).encode()
+            writer.write(_head(200, [("Content-Length", str(len(body)))]) + body)
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:

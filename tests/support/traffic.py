@@ -7,8 +7,8 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -57,12 +57,14 @@ class Traffic:
         limit: int = 20_000,
         seconds: float = 60.0,
         connector: Callable[[], aiohttp.BaseConnector] | None = None,
+        pause: float = 0.0,
     ) -> None:
         self._request = request
         self._workers = workers
         self._limit = limit
         self._seconds = seconds
         self._connector = connector
+        self._pause = pause
         self.phase = "before"
         self.outcomes: list[Outcome] = []
         self._stop = asyncio.Event()
@@ -78,10 +80,14 @@ class Traffic:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """End the loops (each finishes its request) and close their connections; idempotent."""
         self._stop.set()
         await asyncio.gather(*self._tasks)
-        assert self._session is not None
-        await self._session.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def _worker(self) -> None:
         assert self._session is not None
@@ -95,7 +101,9 @@ class Traffic:
             try:
                 status, headers, body = await fetch(self._session, method, url, **kwargs)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                self.outcomes.append(Outcome(phase, key, path, None, error=type(exc).__name__, ended=self.phase))
+                self.outcomes.append(
+                    Outcome(phase, key, path, None, error=type(exc).__name__, ended=self.phase)
+                )
                 await asyncio.sleep(0.01)  # a refused connection returns at once: don't spin
                 continue
             self.outcomes.append(
@@ -110,7 +118,7 @@ class Traffic:
                     ended=self.phase,
                 )
             )
-            await asyncio.sleep(0)
+            await asyncio.sleep(self._pause)
 
     # ---- reading what happened ----------------------------------------------------------------------
 
@@ -123,12 +131,12 @@ class Traffic:
     def keys_with(self, status: int, phase: str) -> set[str]:
         return {o.key for o in self.of(phase) if o.status == status}
 
-    async def until(self, predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    async def until(self, predicate: Callable[[], bool], what: str, within: float = 20.0) -> None:
         """Poll the outcomes until ``predicate()``; fail with ``what`` and the statuses seen otherwise."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline or all(task.done() for task in self._tasks):
-                raise AssertionError(f"{what}: not seen after {timeout}s; statuses {self.summary()}")
+                raise AssertionError(f"{what}: not seen after {within}s; statuses {self.summary()}")
             await asyncio.sleep(0.02)
 
     def summary(self) -> dict[str, dict[str, int]]:
