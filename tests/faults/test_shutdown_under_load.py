@@ -48,7 +48,9 @@ async def test_sigterm_under_load_drops_no_accepted_request(tmp_path: Path) -> N
                     return resp.status, await resp.text()
 
             held = [asyncio.ensure_future(slow(n)) for n in range(SLOW)]
-            async with Traffic(lambda n: ("ok", "GET", f"{gw.url}/ok?{n}", {}), workers=4, pause=0.005) as fast:
+            async with Traffic(
+                lambda n: ("ok", "GET", f"{gw.url}/ok?{n}", {}), workers=4, pause=0.005
+            ) as fast:
                 await fast.until(lambda: fast.statuses()[200] >= 20, "fast requests served")
                 assert await until(lambda: upstream.hits["/slow-head"] == SLOW)  # all accepted and relayed
                 fast.phase = "draining"
