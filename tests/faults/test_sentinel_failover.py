@@ -5,6 +5,7 @@ master, read and written, without restarting the gateway."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from itertools import cycle
 
 from aiohttp.test_utils import TestClient
@@ -40,6 +41,7 @@ async def test_sentinel_failover_under_traffic_keeps_sessions(
     """Fault: SENTINEL FAILOVER (the master demoted to a replica) while session requests run."""
     client = await make_gateway(session_gateway_config(fake.issuer, upstream, redis_sentinel_url))
     assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)  # type: ignore[index]
+    await asyncio.to_thread(redis_sentinel.wait_in_sync)  # an earlier failover test may have just run
     sessions = await create_sessions(client, SESSIONS)
     old_master = redis_sentinel.current_master()
     with old_master.client() as raw:
@@ -57,6 +59,23 @@ async def test_sentinel_failover_under_traffic_keeps_sessions(
         headers = {"Cookie": f"tokengate_session={sid}", **(NAVIGATE if n % 2 else {})}
         return sid, "GET", base + path, {"headers": headers}
 
+    try:
+        await _failover_under_traffic(
+            redis_sentinel, client, upstream, old_master, sessions, request, users_by_path
+        )
+    finally:
+        await asyncio.to_thread(redis_sentinel.reattach, old_master)
+
+
+async def _failover_under_traffic(
+    redis_sentinel: RedisSentinelPeer,
+    client: TestClient,  # type: ignore[type-arg]
+    upstream: Upstream,
+    old_master: RedisServer,
+    sessions: dict[str, str],
+    request: Callable[[int], tuple[str, str, str, dict[str, object]]],
+    users_by_path: dict[str, str],
+) -> None:
     async with Traffic(request, workers=4) as traffic:
         await traffic.until(lambda: len(traffic.keys_with(200, "before")) == SESSIONS, "every session served")
         traffic.phase = "switch"
