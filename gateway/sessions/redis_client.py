@@ -6,6 +6,7 @@ reconnection on the next command let the gateway recover by itself when Redis co
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -52,9 +53,14 @@ class _SentinelMasterRedis(Redis):
 
     owning_sentinel: Sentinel | None = None
     _master_checked = -float("inf")
+    _following: asyncio.Task[None] | None = None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        await self._follow_master()
+        now = time.monotonic()
+        if now - self._master_checked >= MASTER_RECHECK_INTERVAL:
+            self._master_checked = now
+            # Beside the command, not before it: dead sentinels must not slow a request down.
+            self._following = asyncio.ensure_future(self._follow_master())
         return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def _follow_master(self) -> None:
@@ -63,22 +69,20 @@ class _SentinelMasterRedis(Redis):
         # the switch stays on the old master, and what it writes (a login, a rotated refresh token)
         # is lost at the resync. At most once a second: ask, and move every connection that is
         # elsewhere (idle ones closed now, busy ones when released; both reconnect to the master).
-        now = time.monotonic()
-        if now - self._master_checked < MASTER_RECHECK_INTERVAL:
-            return
-        self._master_checked = now
         pool: Any = self.connection_pool  # a SentinelConnectionPool
         try:
             address = await pool.get_master_address()
+            if any((c.host, c.port) != address for c in pool._available_connections):
+                await pool.disconnect(inuse_connections=False)
         except (RedisError, OSError):  # sentinels unreachable: keep the connections we have
             return
-        if any((c.host, c.port) != address for c in pool._available_connections):
-            await pool.disconnect(inuse_connections=False)
         for connection in list(pool._get_in_use_connections()):
             if (connection.host, connection.port) != address:
                 connection.mark_for_reconnect()
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._following is not None:
+            self._following.cancel()
         try:
             await super().aclose(close_connection_pool)
         finally:

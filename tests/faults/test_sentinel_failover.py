@@ -158,3 +158,44 @@ class Logins:
 
     async def until_after(self, moment: float) -> None:
         assert await until(lambda: sum(at > moment for at, _ in self.made) >= 20)
+
+
+async def test_sentinels_down_while_the_master_serves(
+    make_gateway: GatewayFactory,
+    fake: FakeProvider,
+    upstream: Upstream,
+    redis_sentinel: RedisSentinelPeer,
+    redis_sentinel_url: str,
+) -> None:
+    """Fault: all three sentinels killed (the master and replica still up), then restarted."""
+    client = await make_gateway(session_gateway_config(fake.issuer, upstream, redis_sentinel_url))
+    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)  # type: ignore[index]
+    sessions = await create_sessions(client, SESSIONS)
+    ids = cycle(sorted(sessions))
+    base = f"http://127.0.0.1:{client.port}"
+
+    def request(n: int) -> tuple[str, str, str, dict[str, object]]:
+        sid = next(ids)
+        return sid, "GET", f"{base}/app/s{n}", {"headers": {"Cookie": f"tokengate_session={sid}"}}
+
+    try:
+        async with Traffic(request, workers=4) as traffic:
+            await traffic.until(lambda: len(traffic.keys_with(200, "before")) == SESSIONS, "sessions served")
+            traffic.phase = "outage"
+            for sentinel in redis_sentinel.sentinels:
+                sentinel.stop()
+            # The pooled connections to the master need no sentinel; the once-a-second "did the master
+            # move?" question fails quietly and changes nothing.
+            await traffic.until(
+                lambda: traffic.statuses("outage")[200] >= 40, "sessions served without sentinels"
+            )
+            traffic.phase = "after"
+            for sentinel in redis_sentinel.sentinels:
+                sentinel.start()
+            await traffic.until(lambda: len(traffic.keys_with(200, "after")) == SESSIONS, "served again")
+    finally:
+        for sentinel in redis_sentinel.sentinels:
+            sentinel.start()
+    traffic.assert_only({200, 503})
+    assert traffic.statuses("outage")[200] >= 40
+    await asyncio.to_thread(redis_sentinel.wait_replica_known)
