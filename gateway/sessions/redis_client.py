@@ -26,6 +26,7 @@ OPERATION_TIMEOUT = 2.0  # seconds per command; every store command is O(1) on o
 OPERATION_DEADLINE = 2.5  # seconds for one store operation, reconnects and retries included
 HEALTH_CHECK_INTERVAL = 10  # seconds idle before a pooled connection is PINGed before reuse
 MASTER_RECHECK_INTERVAL = 1.0  # seconds between asking the sentinels whether the master moved
+MASTER_CHECK_TIMEOUT = 0.25  # the most that question may add to a command
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 
@@ -53,36 +54,35 @@ class _SentinelMasterRedis(Redis):
 
     owning_sentinel: Sentinel | None = None
     _master_checked = -float("inf")
-    _following: asyncio.Task[None] | None = None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         now = time.monotonic()
         if now - self._master_checked >= MASTER_RECHECK_INTERVAL:
             self._master_checked = now
-            # Beside the command, not before it: dead sentinels must not slow a request down.
-            self._following = asyncio.ensure_future(self._follow_master())
+            await self._follow_master()
         return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     async def _follow_master(self) -> None:
         # After a failover the old master accepts writes until the sentinels demote it (~10 s later).
         # redis-py asks the sentinels only when it opens a connection, so a connection opened during
         # the switch stays on the old master, and what it writes (a login, a rotated refresh token)
-        # is lost at the resync. At most once a second: ask, and move every connection that is
-        # elsewhere (idle ones closed now, busy ones when released; both reconnect to the master).
+        # is lost at the resync. At most once a second, before a command (so that one command and the
+        # next see the same master): ask, and move every connection that is elsewhere (idle ones
+        # closed now, busy ones when released; both reconnect to the master). Bounded, so that
+        # sentinels that do not answer cost a request no more than MASTER_CHECK_TIMEOUT.
         pool: Any = self.connection_pool  # a SentinelConnectionPool
         try:
-            address = await pool.get_master_address()
-            if any((c.host, c.port) != address for c in pool._available_connections):
-                await pool.disconnect(inuse_connections=False)
-        except (RedisError, OSError):  # sentinels unreachable: keep the connections we have
+            async with asyncio.timeout(MASTER_CHECK_TIMEOUT):
+                address = await pool.get_master_address()
+                if any((c.host, c.port) != address for c in pool._available_connections):
+                    await pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError, TimeoutError):  # sentinels unreachable: keep what we have
             return
         for connection in list(pool._get_in_use_connections()):
             if (connection.host, connection.port) != address:
                 connection.mark_for_reconnect()
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        if self._following is not None:
-            self._following.cancel()
         try:
             await super().aclose(close_connection_pool)
         finally:
