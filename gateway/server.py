@@ -88,7 +88,7 @@ class Gateway:
     async def run(self) -> None:
         server = self.cfg.server
         grace = server.shutdown_grace.total_seconds()
-        runner = GatewayRunner(
+        runner = GatewayRunner(  # listener limits, and unparsable heads answered as JSON
             self.app, self.limits, handler_cancellation=True, access_log=None, shutdown_timeout=grace
         )
         admin_runner = web.AppRunner(self.admin, access_log=None, shutdown_timeout=1.0)

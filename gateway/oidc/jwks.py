@@ -69,6 +69,7 @@ class JwksCache:
         self._loaded = False
         self._last_attempt = -float("inf")
         self._last_unknown_kid = -float("inf")
+        self._last_fetch_failed = False
         self._flight: SingleFlight[str, None] = SingleFlight()
         self._ok = JWKS_FETCHES.labels(provider, "ok")
         self._failed = JWKS_FETCHES.labels(provider, "error")
@@ -90,6 +91,9 @@ class JwksCache:
         # count, so a rotation soon after start-up is still seen); a refetch under way is joined.
         now = self._clock()
         if not self._flight.in_flight("jwks") and now - self._last_unknown_kid < self._min_interval:
+            if self._last_fetch_failed:
+                # The set could not be fetched a moment ago: the kid may be a new key we cannot see.
+                raise ProviderUnavailable(detail=f"{self._provider} JWKS: unavailable, retrying shortly")
             raise InvalidToken(detail="unknown kid")
         self._last_unknown_kid = now
         await self._refetch(cold=False)
@@ -135,12 +139,14 @@ class JwksCache:
                 raise ProviderUnavailable(detail=f"{self._provider} JWKS: HTTP {resp.status}")
             keys = parse_key_set(resp.body)
         except ProviderUnavailable as exc:
+            self._last_fetch_failed = True
             self._failed.inc()
             log.warning("JWKS fetch failed: %s", exc.detail)
             raise
         self._keys = keys
         self._by_kid = {key.kid: key for key in keys if key.kid is not None}
         self._loaded = True
+        self._last_fetch_failed = False
         self._ok.inc()
 
 

@@ -6,6 +6,8 @@ reconnection on the next command let the gateway recover by itself when Redis co
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -15,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 RedisClient = Redis | RedisCluster
 
@@ -22,6 +25,8 @@ CONNECT_TIMEOUT = 1.0  # seconds to open a connection: loopback or LAN answers i
 OPERATION_TIMEOUT = 2.0  # seconds per command; every store command is O(1) on one small key
 OPERATION_DEADLINE = 2.5  # seconds for one store operation, reconnects and retries included
 HEALTH_CHECK_INTERVAL = 10  # seconds idle before a pooled connection is PINGed before reuse
+MASTER_RECHECK_INTERVAL = 1.0  # seconds between asking the sentinels whether the master moved
+MASTER_CHECK_TIMEOUT = 0.25  # the most that question may add to a command
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 
@@ -48,6 +53,34 @@ class _SentinelMasterRedis(Redis):
     """The master client of a Sentinel group; closing it closes the sentinel connections too."""
 
     owning_sentinel: Sentinel | None = None
+    _master_checked = -float("inf")
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        now = time.monotonic()
+        if now - self._master_checked >= MASTER_RECHECK_INTERVAL:
+            self._master_checked = now
+            await self._follow_master()
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    async def _follow_master(self) -> None:
+        # After a failover the old master accepts writes until the sentinels demote it (~10 s later).
+        # redis-py asks the sentinels only when it opens a connection, so a connection opened during
+        # the switch stays on the old master, and what it writes (a login, a rotated refresh token)
+        # is lost at the resync. At most once a second, before a command (so that one command and the
+        # next see the same master): ask, and move every connection that is elsewhere (idle ones
+        # closed now, busy ones when released; both reconnect to the master). Bounded, so that
+        # sentinels that do not answer cost a request no more than MASTER_CHECK_TIMEOUT.
+        pool: Any = self.connection_pool  # a SentinelConnectionPool
+        try:
+            async with asyncio.timeout(MASTER_CHECK_TIMEOUT):
+                address = await pool.get_master_address()
+                if any((c.host, c.port) != address for c in pool._available_connections):
+                    await pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError, TimeoutError):  # sentinels unreachable: keep what we have
+            return
+        for connection in list(pool._get_in_use_connections()):
+            if (connection.host, connection.port) != address:
+                connection.mark_for_reconnect()
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
         try:

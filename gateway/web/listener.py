@@ -17,6 +17,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import RequestTimeout
+from gateway.web.protocol import HeadErrorHandler
 
 _IDLE, _HEAD, _BODY = 0, 1, 2
 
@@ -39,7 +40,7 @@ class ListenerLimits:
         )
 
 
-class _Connection(RequestHandler):
+class _Connection(HeadErrorHandler):
     __slots__ = ("_deadline", "_limits", "_payload", "_phase", "_timer", "_timer_at")
 
     def __init__(self, manager: web.Server, *, limits: ListenerLimits, **kwargs: Any) -> None:

@@ -175,7 +175,9 @@ async def _relay_answer(
     if not no_body and length is not None and length <= SMALL_BODY:
         try:
             payload = await upstream.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except TimeoutError as exc:  # aiohttp's ServerTimeoutError too: the body stalled past the timeout
+            raise UpstreamTimeout(detail="reading the upstream answer timed out") from exc
+        except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(detail=f"reading the upstream answer: {type(exc).__name__}") from exc
         stats.bytes_out = len(payload)
         headers = response_headers_for_client(upstream.headers, keep_length=False, own=own)

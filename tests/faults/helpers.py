@@ -1,0 +1,127 @@
+"""Shared pieces of the fault tier: a session gateway served in-process on a real loopback port, sessions
+written through the gateway's own store (what a login writes), and the checks every fault test makes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from aiohttp.test_utils import TestClient
+from prometheus_client import REGISTRY
+
+from gateway.app import create_app
+from gateway.config import parse_config
+from gateway.models import Session, TokenSet
+from gateway.sessions import SessionStore
+from gateway.web.state import RUNTIME
+from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET
+from tests.support.upstream import Upstream
+
+SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
+NAVIGATE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
+
+
+def session_gateway_config(issuer: str, upstream: Upstream, redis_url: str, **server: Any) -> dict[str, Any]:
+    """One session route on ``/app`` backed by Redis at ``redis_url``; the provider is only needed at
+    login and refresh, which these sessions (valid for an hour) never reach."""
+    return {
+        "server": {"listen": "127.0.0.1:8080", "public_url": "http://127.0.0.1:8080", **server},
+        "providers": {
+            "main": {
+                "issuer": issuer,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "timeout": "1s",
+            }
+        },
+        "sessions": {
+            "store": "redis",
+            "redis_url": redis_url,
+            "encryption_key": SESSION_KEY,
+            "key_prefix": "tg-faults:",
+        },
+        "routes": [
+            {
+                "name": "app",
+                "match": {"path_prefix": "/app"},
+                "upstream": upstream.url,
+                "auth": {"mode": "session", "provider": "main"},
+            }
+        ],
+    }
+
+
+def a_session(subject: str, *, token_ttl: float = 3600.0) -> Session:
+    now = time.time()
+    return Session(
+        subject=subject,
+        provider="main",
+        tokens=TokenSet(
+            access_token=f"at-{subject}", refresh_token=f"rt-{subject}", expires_at=now + token_ttl
+        ),
+        claims={"sub": subject},
+        created_at=now,
+        expires_at=now + 3600,
+        email=f"{subject}@example.com",
+    )
+
+
+def store_of(client: TestClient) -> SessionStore:  # type: ignore[type-arg]
+    store = client.app[RUNTIME].current.store  # type: ignore[index]
+    assert store is not None
+    return store
+
+
+async def create_sessions(client: TestClient, count: int) -> dict[str, str]:  # type: ignore[type-arg]
+    """``count`` sessions (subjects user0..) through the gateway's store; session id -> subject."""
+    store = store_of(client)
+    made: dict[str, str] = {}
+    for n in range(count):
+        subject = f"user{n}"
+        made[await store.create(a_session(subject))] = subject
+    return made
+
+
+def assert_identity_matches(upstream: Upstream, expected_user_by_path: dict[str, str]) -> None:
+    """Each request that reached the upstream carried the user of the session it was sent with (a stale
+    Redis reply read as another command's answer would hand one user's session to another)."""
+    checked = 0
+    for seen in upstream.seen:
+        want = expected_user_by_path.get(seen.path)
+        if want is not None:
+            assert seen.header("X-Auth-Request-User") == want, (seen.path, seen.header("X-Auth-Request-User"))
+            checked += 1
+    assert checked, "no request reached the upstream"
+
+
+async def serve(
+    aiohttp_client: Any, cfg: dict[str, Any], *, clock: Callable[[], float] | None = None
+) -> TestClient:  # type: ignore[type-arg]
+    """The gateway for ``cfg`` on a loopback port (with an injected clock when given)."""
+    app = create_app(parse_config(yaml.safe_dump(cfg), env={}), **({"clock": clock} if clock else {}))
+    client = await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
+    return client  # type: ignore[no-any-return]
+
+
+async def wait_providers(client: TestClient, timeout: float = 5.0) -> bool:  # type: ignore[type-arg]  # noqa: ASYNC109
+    providers = client.app[RUNTIME].current.providers.values()  # type: ignore[index]
+    return all([await p.wait_ready(timeout) for p in providers])
+
+
+def in_flight() -> float:
+    """The gateway's in-flight request gauge (one process-wide registry): 0 when nothing is stuck."""
+    value = REGISTRY.get_sample_value("tokengate_in_flight_requests")
+    return 0.0 if value is None else value
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+    """Poll ``predicate()`` every 20 ms; True once it holds, False after ``timeout`` (a hang guard)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
