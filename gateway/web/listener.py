@@ -2,7 +2,8 @@
 the request-body silence limit (DESIGN §7 "Slow bodies end", §8), each meaning one thing.
 
 aiohttp closes idle keep-alive connections itself (``keepalive_timeout``) but has no head or body
-deadline: a connection here keeps one timer handle, re-armed lazily as aiohttp does for keep-alive,
+deadline (the first head of a connection is due within ``header_timeout`` of the accept, later ones
+from their first byte): a connection here keeps one timer handle, re-armed lazily as aiohttp does for keep-alive,
 so a body chunk costs a clock read and a float store, not a new timer.
 """
 
@@ -51,6 +52,15 @@ class _Connection(HeadErrorHandler):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._payload: Any = None  # the StreamReader of the last request head parsed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # A new connection owes its first head within header_timeout of the accept (as nginx's
+        # client_header_timeout): an open socket that never speaks is not an idle keep-alive one,
+        # which only a connection that has been answered becomes.
+        self._phase = _HEAD
+        deadline = self._loop.time() + self._limits.header
+        self._arm(deadline)
 
     def data_received(self, data: bytes) -> None:
         if self._upgraded or self._payload_parser is not None:  # WebSocket: frames, not requests
