@@ -67,5 +67,6 @@ async def test_preflight_needs_the_setting(make_gateway: GatewayFactory, upstrea
     """Without allow_preflight a preflight is an unauthenticated request like any other."""
     client = await make_gateway(config(upstream))
     resp = await client.options("/api/items", headers=PREFLIGHT)
-    assert resp.status in (401, 404, 405)  # never forwarded; which refusal depends on the method rules
+    assert resp.status == 405  # OPTIONS is not among the route's methods: no fall-through (DESIGN §7)
+    assert resp.headers["Allow"] == "GET, POST"
     assert upstream.seen == []
