@@ -25,7 +25,7 @@ class LoginState:
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """Server-side sessions, login states, the refresh lock and a shared cache.
+    """Server-side sessions, login states, the refresh lock, a shared cache and one-time marks.
 
     Every operation that cannot reach its backend raises ``SessionStoreUnavailable`` (a 503), never a
     backend exception. Tokens and login secrets are encrypted at rest; keys are hashed.
@@ -87,6 +87,11 @@ class SessionStore(Protocol):
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
         """Cache ``value`` for ``ttl`` seconds; a TTL that is not positive stores nothing."""
+        ...
+
+    async def mark_once(self, key: str, ttl: float) -> bool:
+        """Mark ``key`` (e.g. ``dpop:<hex>``) for ``ttl`` seconds: True for the first caller, False while
+        the mark lives, across replicas (replay detection). ValueError for a TTL that is not positive."""
         ...
 
     async def ping(self) -> None:
