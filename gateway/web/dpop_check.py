@@ -175,3 +175,58 @@ def challenge(route: CompiledRoute, authorization: Sequence[str]) -> DPoPChallen
         bearer=route.dpop != "required",
         error_in_dpop=uses_dpop_scheme(authorization),
     )
+
+
+def explain_binding(
+    dpop: str,
+    claims: Mapping[str, Any],
+    *,
+    token: str | None,
+    proof: str | None,
+    method: str,
+    url: str | None,
+    now: float,
+) -> tuple[str | None, list[str]]:
+    """For ``tokengate explain``: the refusal ("401 invalid_dpop_proof: ...") the gateway would give a
+    caller with these verified claims and this ``DPoP`` proof (None: no DPoP refusal), and notes. The
+    replay store is not consulted: a proof that passes here may still be a replay."""
+    try:
+        jkt = bound_jkt(claims)
+    except InvalidToken as exc:
+        return f"401 invalid_token: {exc.detail}", []
+    notes = [f"bound to key {jkt} (cnf.jkt)" if jkt else "not bound to a key (no cnf.jkt)"]
+    if proof is None:
+        if jkt is not None:
+            return (
+                "401 invalid_token: a key-bound token needs `Authorization: DPoP` and a proof (--dpop)",
+                notes,
+            )
+        if dpop == "required":
+            return "401 invalid_token: the route requires DPoP (dpop: required)", notes
+        return None, []  # a plain bearer token where one is welcome: nothing to say
+    if dpop == "off":
+        return "401 invalid_token: the route does not accept DPoP (dpop: off)", notes
+    if jkt is None:
+        return "401 invalid_token: the DPoP scheme with a token bound to no key", notes
+    if url is None:
+        return "401 invalid_dpop_proof: give an absolute URL (or set server.public_url) to check htu", notes
+    try:
+        found = verify_proof(
+            proof,
+            method=method,
+            url=url,
+            access_token=token,
+            jkt=jkt,
+            now=now,
+            max_age=PROOF_WINDOW,
+            leeway=PROOF_LEEWAY,
+        )
+    except DPoPError as exc:
+        return f"401 invalid_dpop_proof: {exc.detail}", notes
+    if found.jkt != jkt:  # without --token, verify_proof could not compare the key (nor ath)
+        return "401 invalid_dpop_proof: the proof's key is not the one the token is bound to", notes
+    notes.append(
+        "proof valid for " + method + " " + url + ("" if token else " (ath not checked: no --token)")
+    )
+    notes.append("jti replay is not checked by explain")
+    return None, notes

@@ -604,7 +604,8 @@ async def test_marks_are_hashed_prefixed_and_expire(backend: Backend) -> None:
     assert re.fullmatch(rf"{PREFIX}once:dpop:[0-9a-f]{{64}}", key)
     assert "the-clients-jti" not in key
     ttl = stored[key][1]
-    assert ttl is not None and 0 < ttl <= 70
+    assert ttl is not None
+    assert 0 < ttl <= 70
 
 
 @pytest.mark.parametrize("key", ["", "dpop", "dpop:", "Bad Namespace:x"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,13 +48,13 @@ async def setup(
     upstream: Upstream,
     idp: IdP,
     idp_jwt: IdP,
-) -> AsyncIterator[Setup]:
+) -> Setup:
     provider = idp_jwt if request.param == "jwt" else idp
     key = DPoPKey()
     token = (await bound_tokens(provider, key))["access_token"]
     plain = (await plain_tokens(provider))["access_token"]
     client = await ready(await make_gateway(dpop_config(provider, upstream, request.param)))
-    yield Setup(client, upstream, key, token, plain)
+    return Setup(client, upstream, key, token, plain)
 
 
 async def test_proof_for_another_method(setup: Setup) -> None:
