@@ -108,7 +108,7 @@ def _explain(args: argparse.Namespace) -> int:
     cfg = _load(config_path(args.explain_config, args.config))
     if cfg is None:
         return EXIT_CONFIG
-    result = explain(cfg, args.method, args.url, claims=claims, token=args.token)
+    result = explain(cfg, args.method, args.url, claims=claims, token=args.token, dpop=args.dpop)
     print(result.render(), end="")
     return 0 if result.allowed else EXIT_REFUSED
 
@@ -188,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     given.add_argument(
         "--token", help="an access token to verify against the provider (JWKS or introspection)"
     )
+    why.add_argument("--dpop", metavar="PROOF", help="a DPoP proof (the DPoP header) to check (RFC 9449)")
     gen = command(
         "gen-key",
         "print a new random key",

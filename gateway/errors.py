@@ -7,10 +7,13 @@
     ├── MethodNotAllowed             405 method_not_allowed  (+ Allow)
     ├── PayloadTooLarge              413 payload_too_large
     ├── RequestTimeout               408 request_timeout     (request body stalled: DESIGN §7)
-    ├── AuthError                    (RFC 6750 §3 errors; carry WWW-Authenticate)
+    ├── AuthError                    (RFC 6750 §3, RFC 9449 §7.1; carry WWW-Authenticate)
     │   ├── MissingCredentials       401 (no error code: RFC 6750 §3.1)
     │   ├── InvalidRequest           400 invalid_request
     │   ├── InvalidToken             401 invalid_token
+    │   │   ├── DPoPRequired         401 invalid_token       (plain or unproven token where DPoP is due)
+    │   │   └── DPoPNotAccepted      401 invalid_token       (DPoP on a `dpop: off` route)
+    │   ├── InvalidDPoPProof         401 invalid_dpop_proof  (RFC 9449 §7.1; from oidc.dpop.DPoPError)
     │   └── InsufficientScope        403 insufficient_scope
     ├── LoginRequired                401 login_required      (session routes; navigations get a 302)
     ├── AccessDenied                 403 access_denied       (claim rules)
@@ -84,6 +87,17 @@ class RequestTimeout(GatewayError, TimeoutError):
     message = "the request body did not arrive in time"
 
 
+@dataclass(frozen=True, slots=True)
+class DPoPChallenge:
+    """How a refusal on a DPoP-accepting route is challenged (RFC 9449 §7.1, §7.2): the proof
+    algorithms offered, whether a Bearer challenge stands beside it, and which scheme carries the error
+    (the one the client used, or DPoP when bearer is not allowed)."""
+
+    algs: tuple[str, ...]
+    bearer: bool
+    error_in_dpop: bool
+
+
 class AuthError(GatewayError):
     """An RFC 6750 §3 error: the answer carries ``WWW-Authenticate: Bearer ...``."""
 
@@ -94,6 +108,8 @@ class AuthError(GatewayError):
     def __init__(self, message: str | None = None, *, detail: str = "", scope: Sequence[str] = ()) -> None:
         super().__init__(message, detail=detail)
         self.scope = tuple(scope)
+        # Set on routes that accept DPoP (RFC 9449 §7.1): the challenge then offers the DPoP scheme.
+        self.dpop: DPoPChallenge | None = None
 
 
 class MissingCredentials(AuthError):
@@ -111,6 +127,21 @@ class InvalidRequest(AuthError):
 class InvalidToken(AuthError):
     code = "invalid_token"
     message = "the access token is invalid"
+
+
+class DPoPRequired(InvalidToken):
+    message = "this access token must be sent with the DPoP scheme and a DPoP proof"
+
+
+class DPoPNotAccepted(InvalidToken):
+    message = "this resource does not accept DPoP"
+
+
+class InvalidDPoPProof(AuthError):
+    """RFC 9449 §7.1 / §12.2: the proof is missing, malformed or fails a check of §4.3."""
+
+    code = "invalid_dpop_proof"
+    message = "the DPoP proof is invalid"
 
 
 class InsufficientScope(AuthError):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from gateway.config.schema import GatewayConfig, RouteConfig
 from gateway.errors import GatewayError, PathRejected
@@ -108,6 +109,7 @@ def explain(
     *,
     claims: Mapping[str, Any] | None = None,
     token: str | None = None,
+    dpop: str | None = None,
 ) -> Explanation:
     out = Explanation()
     method = method.upper()
@@ -159,6 +161,8 @@ def explain(
         detail += f", validate {auth.validation}"
         if auth.audience:
             detail += f", audience {auth.audience}"
+        if auth.dpop != "allowed":  # the default is left unsaid
+            detail += f", dpop {auth.dpop}"
     out.add("auth", detail)
     out.add("requires", _requirements(route, method))
     principal: Principal | None = None
@@ -176,6 +180,9 @@ def explain(
     if principal is None:
         out.add("verdict", "DENY (401: no credentials given; pass --claims JSON or --token TOKEN)")
         return out
+    bearer = auth.mode in ("bearer", "bearer_or_session")
+    if bearer and not _dpop_admits(out, cfg, route, principal, token, dpop, method, parts):
+        return out
     decision = evaluate(RoutePolicy.from_config(auth), principal, method)
     if decision.allowed:
         out.add("verdict", "ALLOW")
@@ -190,6 +197,37 @@ def explain(
     for reason in decision.reasons:
         out.note(reason)
     return out
+
+
+def _dpop_admits(
+    out: Explanation,
+    cfg: GatewayConfig,
+    route: RouteConfig,
+    principal: Principal,
+    token: str | None,
+    proof: str | None,
+    method: str,
+    parts: SplitResult,
+) -> bool:
+    """RFC 9449 as the route would apply it (web.dpop_check); False after writing the DENY verdict."""
+    from gateway.web.dpop_check import explain_binding
+
+    if parts.netloc != "_":
+        url: str | None = f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"
+    else:
+        public_url = cfg.server.public_url
+        url = f"{public_url}{parts.path or '/'}" if public_url else None
+    refusal, notes = explain_binding(
+        route.auth.dpop, principal.claims, token=token, proof=proof, method=method, url=url, now=time.time()
+    )
+    if notes:
+        out.add("dpop", notes[0])
+    for note in notes[1:]:
+        out.note(note)
+    if refusal is None:
+        return True
+    out.add("verdict", f"DENY ({refusal})")
+    return False
 
 
 def parse_claims(text: str) -> dict[str, Any]:

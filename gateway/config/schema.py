@@ -399,6 +399,12 @@ class AuthConfig(_Model):
         description="Forward CORS preflights (OPTIONS + Origin + Access-Control-Request-Method) "
         "without credentials; OPTIONS joins `match.methods` when those are restricted.",
     )
+    dpop: Literal["off", "allowed", "required"] = Field(
+        "allowed",
+        description="DPoP (RFC 9449) for bearer tokens: `allowed` takes DPoP and plain bearer tokens, "
+        "`required` only DPoP, `off` refuses DPoP. A key-bound token needs its proof in every mode "
+        "(docs/dpop.md).",
+    )
 
 
 class RouteConfig(_Model):
@@ -601,4 +607,6 @@ def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
             )
         if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
             problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
+        if auth.mode == "session" and auth.dpop == "required":
+            problems.append(ConfigProblem(f"{at}.auth.dpop", "applies to bearer routes only"))
     return problems

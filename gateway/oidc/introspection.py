@@ -199,8 +199,9 @@ class Introspector:
             return self._refusal("inactive", now, until)
         try:
             token_type = body.get("token_type")
-            if isinstance(token_type, str) and token_type.lower() != "bearer":
-                raise InvalidToken(detail="not a bearer access token")  # e.g. DPoP-bound (RFC 9449 §7.1)
+            if isinstance(token_type, str) and token_type.lower() not in ("bearer", "dpop"):
+                # RFC 9449 §6.2: "DPoP" for a key-bound token, whose cnf.jkt web.dpop_check then enforces.
+                raise InvalidToken(detail="not an access token")
             typ = body.get("typ")
             if isinstance(typ, str) and typ.lower() in _NOT_ACCESS_TOKENS:
                 # Keycloak marks what it introspects: a refresh, offline or ID token is no API credential.

@@ -350,6 +350,16 @@ class KeyValueSessionStore(ABC):
         async with self._guard("cache_delete"):
             await self._delete(full)
 
+    # -- one-time marks (replay stores) ---------------------------------------------------------------
+
+    async def mark_once(self, key: str, ttl: float) -> bool:
+        if ttl <= 0:
+            raise ValueError("a one-time mark needs a positive TTL")
+        full = self._keys.once(key)
+        async with self._guard("mark_once"):
+            # SET NX: of every replica marking the same key within the TTL, exactly one gets True.
+            return await self._set(full, b"1", ttl_ms(ttl), "nx")
+
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def ping(self) -> None:

@@ -16,7 +16,7 @@ from gateway.sessions.crypto import session_key
 from gateway.sessions.store import LoginState
 
 _FORMAT = 1
-_RESERVED = frozenset({"session", "lock", "login", "bcl", "replay"})
+_RESERVED = frozenset({"session", "lock", "login", "bcl", "replay", "once"})
 _CACHE_NAMESPACE = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -54,6 +54,13 @@ class KeyLayout:
     def login(self, state: str) -> str:
         digest = hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{self.prefix}login:{digest}"
+
+    def once(self, key: str) -> str:
+        """A one-time mark (replay stores: DPoP ``jti``); ``key`` is already a hash, e.g. ``dpop:<hex>``."""
+        namespace, sep, rest = key.partition(":")
+        if not sep or not rest or not _CACHE_NAMESPACE.fullmatch(namespace):
+            raise ValueError(f"one-time marks look like 'dpop:<hex>', got {key[:40]!r}")
+        return f"{self.prefix}once:{key}"
 
     def cache(self, key: str) -> str:
         # The cache must never write where sessions, locks or logins live: their values are trusted

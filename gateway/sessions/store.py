@@ -33,7 +33,7 @@ class EndedSession:
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """Server-side sessions, login states, the refresh lock and a shared cache.
+    """Server-side sessions, login states, the refresh lock, a shared cache and one-time marks.
 
     Every operation that cannot reach its backend raises ``SessionStoreUnavailable`` (a 503), never a
     backend exception. Tokens and login secrets are encrypted at rest; keys are hashed.
@@ -113,6 +113,10 @@ class SessionStore(Protocol):
     async def end_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> list[EndedSession]:
         """Delete every session of the provider's ``sid`` (or, without one, of the subject ``sub``) and
         return them; none is no error (the logout is idempotent, OIDC Back-Channel Logout §2.8)."""
+
+    async def mark_once(self, key: str, ttl: float) -> bool:
+        """Mark ``key`` (e.g. ``dpop:<hex>``) for ``ttl`` seconds: True for the first caller, False while
+        the mark lives, across replicas (replay detection). ValueError for a TTL that is not positive."""
         ...
 
     async def ping(self) -> None:

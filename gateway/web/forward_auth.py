@@ -87,7 +87,7 @@ def original_request(headers: CIMultiDictProxy[str]) -> tuple[Original, str | No
         raise MalformedOriginal(detail="X-Forwarded-Proto is neither http nor https")
     raw_path, _, query = uri.partition("?")
     _check_canonical(raw_path)
-    return Original(method, host, raw_path, query), proto
+    return Original(method, host, raw_path, query, proto), proto
 
 
 def _check_canonical(raw_path: str) -> None:

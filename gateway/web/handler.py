@@ -20,6 +20,7 @@ from yarl import URL
 from gateway import metrics
 from gateway.errors import (
     AccessDenied,
+    AuthError,
     InsufficientScope,
     InvalidToken,
     LoginRequired,
@@ -30,7 +31,7 @@ from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.redirects import login_location, original_url
 from gateway.routing import normalise_path, split_host, strip_segments
-from gateway.web import oauth2
+from gateway.web import dpop_check, oauth2
 from gateway.web.credentials import Credential, extract_bearer, header_token
 from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
@@ -51,6 +52,7 @@ class Original:
     host: str | None  # as in a Host header (a port is ignored by routing)
     raw_path: str  # still percent-encoded, as on the wire
     query: str
+    proto: str | None = None  # the scheme a forward-auth proxy reports (X-Forwarded-Proto)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,15 @@ async def decide(
     if route.mode != "public" and not (
         route.allow_preflight and is_preflight(original.method, request.headers)
     ):
-        principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
-        state.user = principal.subject
-        authorise(route, principal, original.method, state)
+        try:
+            principal, credential = await authenticate(
+                request, rt, route, query, request.app[REFRESHER], state, original, proxied=proxied
+            )
+            state.user = principal.subject
+            authorise(route, principal, original.method, state)
+        except AuthError as exc:
+            exc.dpop = dpop_check.challenge(route, request.headers.getall("Authorization", ()))
+            raise
     return Verdict(path, route, found.depth, principal, credential)
 
 
@@ -173,6 +181,9 @@ async def authenticate(
     query: str,
     refresher: SessionRefresher,
     state: RequestState,
+    original: Original | None = None,
+    *,
+    proxied: bool = True,
 ) -> tuple[Principal, Credential]:
     provider = route.provider
     assert provider is not None  # config validation guarantees a provider on non-public routes
@@ -180,7 +191,10 @@ async def authenticate(
     try:
         if route.uses_bearer:
             values = request.headers.getall("Authorization", ())
-            if len(values) == 1 and "access_token=" not in query:
+            dpop_token = dpop_check.dpop_token(route, values)  # RFC 9449 §7.1: the DPoP scheme
+            if dpop_token is not None:
+                credential = Credential(dpop_token, query, carrier="dpop")
+            elif len(values) == 1 and "access_token=" not in query:
                 # The common case, kept free of coroutine hops: one header, nothing in the query.
                 token = header_token(values)
                 credential = Credential(token, query) if token is not None else credential
@@ -193,6 +207,12 @@ async def authenticate(
                 principal = await provider.verify_access_token(
                     credential.token, validation=route.validation, audience=route.audience
                 )
+                if credential.carrier != "dpop":
+                    dpop_check.check_plain(route, principal)
+                else:  # the proof names the original request, also behind forward-auth (DESIGN §8)
+                    raw_path = request.raw_path.partition("?")[0]
+                    target = original or Original(request.method, None, raw_path, "")
+                    await dpop_check.check_proof(request, rt, route, principal, target, proxied=proxied)
                 return principal, credential
             if route.mode == "bearer":
                 raise MissingCredentials()

@@ -3,8 +3,8 @@ the request-body silence limit (DESIGN §7 "Slow bodies end", §8), each meaning
 
 aiohttp closes idle keep-alive connections itself (``keepalive_timeout``) but has no head or body
 deadline (the first head of a connection is due within ``header_timeout`` of the accept, later ones
-from their first byte): a connection here keeps one timer handle, re-armed lazily as aiohttp does for keep-alive,
-so a body chunk costs a clock read and a float store, not a new timer.
+from their first byte): a connection here keeps one timer handle, re-armed lazily as aiohttp does for
+keep-alive, so a body chunk costs a clock read and a float store, not a new timer.
 """
 
 from __future__ import annotations

@@ -35,14 +35,23 @@ def is_navigation(request: web.Request) -> bool:
 
 
 def www_authenticate(error: AuthError) -> str:
-    """RFC 6750 §3: the challenge, with error and scope attributes when there is an error code."""
-    parts = [f'Bearer realm="{error.realm}"']
+    """RFC 6750 §3: the challenge, with error and scope attributes when there is an error code; on a
+    route that accepts DPoP, RFC 9449 §7.1's DPoP challenge too, the error in the scheme used."""
+    attrs: list[str] = []
     if error.code:
-        parts.append(f'error="{error.code}"')
-        parts.append(f'error_description="{error.public_message}"')
+        attrs.append(f'error="{error.code}"')
+        attrs.append(f'error_description="{error.public_message}"')
     if error.scope:
-        parts.append(f'scope="{" ".join(error.scope)}"')
-    return ", ".join(parts)
+        attrs.append(f'scope="{" ".join(error.scope)}"')
+    dpop = error.dpop
+    if dpop is None:
+        return ", ".join([f'Bearer realm="{error.realm}"', *attrs])
+    in_dpop = attrs if dpop.error_in_dpop or not dpop.bearer else []
+    offered = ", ".join([f'DPoP realm="{error.realm}"', *in_dpop, f'algs="{" ".join(dpop.algs)}"'])
+    if not dpop.bearer:
+        return offered
+    bearer = ", ".join([f'Bearer realm="{error.realm}"', *([] if in_dpop else attrs)])
+    return f"{bearer}, {offered}"
 
 
 def json_error(

@@ -22,6 +22,7 @@ from gateway.oidc import ProviderClient
 from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
 from gateway.sessions import open_store
+from gateway.sessions.replay import open_mark_store
 from gateway.web.headers import TrustedProxies
 from gateway.web.proxy import UpstreamOptions, upstream_options
 
@@ -53,6 +54,8 @@ class CompiledRoute:
     allow_form_token: bool
     allow_preflight: bool
     upstream_options: UpstreamOptions
+    dpop: Literal["off", "allowed", "required"] = "off"
+    match_host: str | None = None  # the route's match.host: the origin a DPoP proof names (htu)
 
     @classmethod
     def build(
@@ -84,6 +87,8 @@ class CompiledRoute:
                 ssl_context=client_context(tls),
                 server_hostname=tls.server_name if tls is not None else None,
             ),
+            dpop=auth.dpop if auth.mode in ("bearer", "bearer_or_session") else "off",
+            match_host=cfg.match.host,
         )
 
     @property
@@ -158,6 +163,7 @@ class Runtime:
     redirect_uri: str | None
     clock: Callable[[], float] = time.time
     compiled: tuple[CompiledRoute, ...] = field(default=())
+    marks: SessionStore | None = None  # one-time marks (DPoP jti): the session store, or one of its own
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -171,6 +177,9 @@ class Runtime:
                 await provider.close()
         if self.store is not None and (successor is None or successor.store is not self.store):
             await self.store.close()
+        own_marks = self.marks is not None and self.marks is not self.store
+        if own_marks and self.marks is not None and (successor is None or successor.marks is not self.marks):
+            await self.marks.close()
 
     @property
     def uses_sessions(self) -> bool:
@@ -230,6 +239,7 @@ def build_runtime(
         else:
             providers[name] = ProviderClient(name, pcfg, http, needs=needs, shared_cache=store, clock=clock)
     compiled = tuple(CompiledRoute.build(r, providers, cfg.server) for r in cfg.routes)
+    marks = _mark_store(cfg, compiled, store, previous, clock)
     audience_warnings(cfg)
     table = RouteTable(
         (
@@ -258,4 +268,23 @@ def build_runtime(
         redirect_uri=f"{public_url}/oauth2/callback" if public_url else None,
         clock=clock,
         compiled=compiled,
+        marks=marks,
     )
+
+
+def _mark_store(
+    cfg: GatewayConfig,
+    compiled: tuple[CompiledRoute, ...],
+    store: SessionStore | None,
+    previous: Runtime | None,
+    clock: Callable[[], float],
+) -> SessionStore | None:
+    """Where DPoP proofs' jti are marked (RFC 9449 §11.1): the session store when there is one, else a
+    store of ``sessions.store`` / ``redis_url`` of its own, opened lazily (only DPoP requests touch it)."""
+    if not any(route.dpop != "off" for route in compiled):
+        return None
+    if store is not None:
+        return store
+    if previous is not None and previous.marks is not None and previous.cfg.sessions == cfg.sessions:
+        return previous.marks
+    return open_mark_store(cfg.sessions, clock=clock)

@@ -281,7 +281,8 @@ async def test_400_about_the_token_is_invalid_token(fake: FakeProvider, clock: C
         ({"nbf": 100}, "not yet valid"),
         ({"iss": "http://other.example"}, "issuer mismatch"),
         ({"sub": None}, "no subject"),
-        ({"token_type": "DPoP"}, "not a bearer access token"),
+        # "DPoP" (RFC 9449 §6.2) passes here: web.dpop_check then demands its proof.
+        ({"token_type": "urn:ietf:params:oauth:token-type:refresh_token"}, "not an access token"),
         ({"typ": "Refresh"}, "not an access token"),
         ({"typ": "Offline"}, "not an access token"),
         ({"aud": {"x": 1}}, "malformed aud"),

@@ -266,6 +266,8 @@ const configuration = {
     revocation: { enabled: true },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
+    // RFC 9449: off by default in 8.x (on in v9); a DPoP header at /token binds the tokens (cnf.jkt).
+    dPoP: { enabled: true },
     clientCredentials: { enabled: false },
     resourceIndicators: {
       enabled: true,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.oidc.dpop import PROOF_ALGORITHMS
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.idp import IdP, IdPFactory
 from tests.support.upstream import Upstream
@@ -82,6 +83,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+DPOP_CHALLENGE = f'DPoP realm="tokengate", algs="{" ".join(PROOF_ALGORITHMS)}"'
+
+
 def challenge(resp: Any) -> str:
     return str(resp.headers["WWW-Authenticate"])
 
@@ -133,9 +137,10 @@ async def test_missing_scope_is_403(
     before = len(upstream.seen)
     resp = await client.post("/write/x", headers=bearer(tokens["access_token"]))
     assert resp.status == 403
+    # dpop: allowed (the default) offers the DPoP scheme beside Bearer (RFC 9449 §7.2).
     assert challenge(resp) == (
         'Bearer realm="tokengate", error="insufficient_scope", '
-        'error_description="the access token lacks a required scope", scope="api:write"'
+        'error_description="the access token lacks a required scope", scope="api:write", ' + DPOP_CHALLENGE
     )
     assert (await resp.json())["error"] == "insufficient_scope"
     assert len(upstream.seen) == before
@@ -149,7 +154,7 @@ async def test_refusals(
     client = await ready(await make_gateway(gateway_config(provider, upstream, validate)))
     resp = await client.get("/api")
     assert resp.status == 401
-    assert challenge(resp) == 'Bearer realm="tokengate"'
+    assert challenge(resp) == 'Bearer realm="tokengate", ' + DPOP_CHALLENGE
     resp = await client.get("/api", headers=bearer("garbage.token.value"))
     assert resp.status == 401
     assert 'error="invalid_token"' in challenge(resp)

@@ -32,6 +32,7 @@ from gateway.sessions import (
     session_key,
 )
 from gateway.sessions.kvstore import KeyValueSessionStore
+from gateway.sessions.replay import proof_key
 from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"  # 32 bytes, base64url without padding
@@ -587,6 +588,48 @@ async def test_forged_cache_entry_is_a_miss(backend: Backend) -> None:
     assert await store.cache_get("introspect:ee") is None
 
 
+# -- one-time marks (DPoP jti replay, RFC 9449 §11.1) -----------------------------------------------------
+
+
+async def test_mark_once_has_exactly_one_winner_across_replicas(backend: Backend) -> None:
+    store, other = backend.open(), backend.replica()
+    key = proof_key("jkt-1", "jti-1")
+    results = await asyncio.gather(*(s.mark_once(key, ttl=60) for s in (store, other) * 5))
+    assert sorted(results) == [False] * 9 + [True]
+    assert await other.mark_once(proof_key("jkt-1", "jti-2"), ttl=60) is True  # another proof
+    assert await other.mark_once(proof_key("jkt-2", "jti-1"), ttl=60) is True  # another key's jti
+
+
+async def test_mark_once_is_remembered_for_its_ttl_then_forgotten(backend: Backend) -> None:
+    store = backend.open()
+    key = proof_key("jkt-3", "jti-3")
+    assert await store.mark_once(key, ttl=SHORT) is True
+    assert await store.mark_once(key, ttl=SHORT) is False
+    await backend.advance(PAST_SHORT)
+    assert await store.mark_once(key, ttl=SHORT) is True
+
+
+async def test_marks_are_hashed_prefixed_and_expire(backend: Backend) -> None:
+    store = backend.open()
+    await store.mark_once(proof_key("jkt-4", "the-clients-jti"), ttl=70)
+    stored = await backend.dump()
+    (key,) = stored
+    assert re.fullmatch(rf"{PREFIX}once:dpop:[0-9a-f]{{64}}", key)
+    assert "the-clients-jti" not in key
+    ttl = stored[key][1]
+    assert ttl is not None
+    assert 0 < ttl <= 70
+
+
+@pytest.mark.parametrize("key", ["", "dpop", "dpop:", "Bad Namespace:x"])
+async def test_mark_keys_and_ttls_are_checked(backend: Backend, key: str) -> None:
+    store = backend.open()
+    with pytest.raises(ValueError, match="one-time marks"):
+        await store.mark_once(key, ttl=60)
+    with pytest.raises(ValueError, match="positive TTL"):
+        await store.mark_once("dpop:ab", ttl=0)
+
+
 async def test_ping(backend: Backend) -> None:
     await backend.open().ping()
 
@@ -612,6 +655,7 @@ async def test_redis_down_fails_fast_then_recovers_with_the_same_store(
             lambda: store.create(make_session(time.time)),
             lambda: store.take_login("s"),
             lambda: store.acquire_refresh_lock(session_id, ttl=5),
+            lambda: store.mark_once("dpop:ab", ttl=5),  # a proof is never accepted unchecked
         ):
             started = time.monotonic()
             with pytest.raises(SessionStoreUnavailable) as caught:

@@ -36,11 +36,11 @@ def parse(pairs: list[tuple[str, str]]) -> tuple[Original, str | None]:
                 ("X-Forwarded-Host", "h.example"),
                 ("X-Forwarded-Proto", "https"),
             ],
-            (Original("POST", "h.example", "/x", ""), "https"),
+            (Original("POST", "h.example", "/x", "", "https"), "https"),
         ),
         (
             [("X-Original-URL", "https://h.example/p?q"), ("X-Original-Method", "PUT")],
-            (Original("PUT", "h.example", "/p", "q"), "https"),
+            (Original("PUT", "h.example", "/p", "q", "https"), "https"),
         ),
         (
             [
@@ -48,7 +48,7 @@ def parse(pairs: list[tuple[str, str]]) -> tuple[Original, str | None]:
                 ("X-Original-Method", "GET"),
                 ("X-Forwarded-Host", "H.example"),
             ],
-            (Original("GET", "h.example", "/", ""), "http"),
+            (Original("GET", "h.example", "/", "", "http"), "http"),
         ),
         (
             [
