@@ -30,6 +30,7 @@ from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.session_sockets import session_websocket
 from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
+from gateway.web.step_up import refusal
 
 _NO_CREDENTIAL = Credential(None, "")
 
@@ -80,7 +81,7 @@ async def decide(
     if route.mode != "public":
         principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
         state.user = principal.subject
-        authorise(route, principal, original.method, state)
+        authorise(route, principal, original.method, state, now=rt.clock())
     return Verdict(path, route, found.depth, principal, credential)
 
 
@@ -195,8 +196,10 @@ async def authenticate(
         raise
 
 
-def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:
-    decision = evaluate(route.policy, principal, method)
+def authorise(
+    route: CompiledRoute, principal: Principal, method: str, state: RequestState, *, now: float | None = None
+) -> None:
+    decision = evaluate(route.policy, principal, method, now=now)
     state.reasons = decision.reasons
     outcome = "allow" if decision.allowed else "deny"
     state.decision = outcome
@@ -205,6 +208,8 @@ def authorise(route: CompiledRoute, principal: Principal, method: str, state: Re
         return
     if decision.missing_scopes:
         raise InsufficientScope(scope=decision.missing_scopes)
+    if decision.step_up is not None:
+        raise refusal(decision.step_up, principal)  # RFC 9470: a challenge, or a new browser login
     raise AccessDenied(reasons=decision.reasons, detail=",".join(decision.reasons))
 
 
