@@ -5,7 +5,9 @@ through the login again (browserless here; tests/e2e/test_step_up_browser.py in 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -92,6 +94,16 @@ VALIDATIONS = [pytest.param("jwt", id="jwt"), pytest.param("introspection", id="
 
 def provider_of(validate: str, idp_acr_jwt: IdP, idp_acr_opaque: IdP) -> IdP:
     return idp_acr_jwt if validate == "jwt" else idp_acr_opaque
+
+
+@pytest.mark.parametrize("password", ["pw", MFA])
+async def test_the_provider_acr_follows_the_login_password(idp_acr_jwt: IdP, password: str) -> None:
+    body = await idp_acr_jwt.obtain_tokens("alice", READ, password=password)
+    payload = body["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["acr"] == ("mfa" if password == MFA else "pwd")
+    assert isinstance(claims["auth_time"], int)
+    assert abs(claims["auth_time"] - time.time()) < 60
 
 
 # ---- bearer tokens --------------------------------------------------------------------------------------
