@@ -145,7 +145,13 @@ def step_up_needed(
             return StepUp(tuple(acr_values), _seconds(max_age), "acr")
     if max_age is not None:
         auth_time = claims.get("auth_time")
-        if isinstance(auth_time, bool) or not isinstance(auth_time, int | float) or now - auth_time > max_age:
+        # Whole seconds, as NumericDates and providers count them (oidc-provider: floor(now) - auth_time):
+        # a login the provider still counts as fresh is not refused for a fraction of a second.
+        if (
+            isinstance(auth_time, bool)
+            or not isinstance(auth_time, int | float)
+            or now // 1 - auth_time > max_age
+        ):
             return StepUp(tuple(acr_values), _seconds(max_age), "max_age")
     return None
 
