@@ -322,6 +322,10 @@ async def test_forward_auth_reads_the_same_decision(
     setup = await step_up_setup(login_setup, upstream)
     cfg = copy.deepcopy(setup.config)
     cfg["server"]["trusted_proxies"] = ["127.0.0.1/32"]
+    api = {"mode": "bearer", "provider": "main", "validate": "introspection", "audience": setup.idp.resource}
+    cfg["routes"].insert(
+        0, {"name": "api", "match": {"path_prefix": "/api"}, "auth": {**api, "require": {"acr": [MFA]}}}
+    )
     setup = await setup.rebuild(cfg)
     await setup.login(browser, "/")
     original = {
@@ -339,3 +343,23 @@ async def test_forward_auth_reads_the_same_decision(
     original["X-Original-URI"] = "/other"
     async with browser.get(setup.url + "/oauth2/auth", headers=original, allow_redirects=False) as resp:
         assert resp.status == 200
+    extra = {"resource": setup.idp.resource_indicator}
+    token = (await setup.idp.obtain_tokens("alice", READ, extra=extra))["access_token"]  # acr "pwd"
+    bearer = {**original, "X-Original-URI": "/api/x", "Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as proxy,
+        proxy.get(setup.url + "/oauth2/auth", headers=bearer) as resp,
+    ):
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"] == (
+            'Bearer realm="tokengate", error="insufficient_user_authentication", '
+            'error_description="a different authentication level is required", acr_values="mfa"'
+        )
+    mfa = (await setup.idp.obtain_tokens("alice", READ, extra=extra, password=MFA))["access_token"]
+    bearer["Authorization"] = f"Bearer {mfa}"
+    async with (
+        aiohttp.ClientSession() as proxy,
+        proxy.get(setup.url + "/oauth2/auth", headers=bearer) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["X-Auth-Request-User"] == "alice"
