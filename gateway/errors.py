@@ -14,10 +14,17 @@
     │   │   ├── DPoPRequired         401 invalid_token       (plain or unproven token where DPoP is due)
     │   │   └── DPoPNotAccepted      401 invalid_token       (DPoP on a `dpop: off` route)
     │   ├── InvalidDPoPProof         401 invalid_dpop_proof  (RFC 9449 §7.1; from oidc.dpop.DPoPError)
-    │   └── InsufficientScope        403 insufficient_scope
+    │   ├── InsufficientScope        403 insufficient_scope
+    │   └── InsufficientUserAuthentication
+    │                                401 insufficient_user_authentication (RFC 9470 §3: + acr_values,
+    │                                    max_age in the challenge)
     ├── LoginRequired                401 login_required      (session routes; navigations get a 302)
+    │   └── StepUpRequired           401 insufficient_user_authentication (a session too weak or too
+    │                                    old for the route: log in again, RFC 9470 for browsers)
     ├── AccessDenied                 403 access_denied       (claim rules)
     ├── LoginFailed                  400 login_failed        (callback problems: state, provider error)
+    │   └── StepUpNotMet             403 insufficient_user_authentication (the new ID token still lacks
+    │                                    the acr / auth_time the login asked for: no session upgrade)
     ├── DependencyUnavailable        503 temporarily_unavailable (+ Retry-After)
     │   ├── ProviderUnavailable      the authorization server, its JWKS or metadata
     │   └── SessionStoreUnavailable  Redis
@@ -104,6 +111,7 @@ class AuthError(GatewayError):
     status = 401
     code = "invalid_token"
     realm = "tokengate"
+    challenge_params: tuple[str, ...] = ()  # further auth-params, already formatted (RFC 9470 §3)
 
     def __init__(self, message: str | None = None, *, detail: str = "", scope: Sequence[str] = ()) -> None:
         super().__init__(message, detail=detail)
@@ -150,11 +158,45 @@ class InsufficientScope(AuthError):
     message = "the access token lacks a required scope"
 
 
+class InsufficientUserAuthentication(AuthError):
+    """RFC 9470 §3: the token is valid, but its authentication (``acr``, ``auth_time``) is not strong or
+    recent enough; the challenge tells the client what to ask the authorization server for."""
+
+    code = "insufficient_user_authentication"
+    message = "a different authentication level is required"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        detail: str = "",
+        acr_values: Sequence[str] = (),
+        max_age: int | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.acr_values = tuple(acr_values)
+        self.max_age = max_age
+        params = []
+        if self.acr_values:
+            params.append(f'acr_values="{" ".join(self.acr_values)}"')  # config forbids spaces and quotes
+        if max_age is not None:
+            params.append(f"max_age={int(max_age)}")
+        self.challenge_params = tuple(params)
+
+
 class LoginRequired(GatewayError):
     status = 401
     code = "login_required"
     message = "a login session is required"
     login_url = ""  # set for a session route on another host: public_url's login (DESIGN §8)
+
+
+class StepUpRequired(LoginRequired):
+    """The session's login is not strong or recent enough for this route: log in again (the login
+    reads the route's ``require.acr`` / ``require.max_age`` itself, so nothing rides in the URL)."""
+
+    code = "insufficient_user_authentication"
+    message = "a stronger or more recent sign-in is required"
 
 
 class AccessDenied(GatewayError):
@@ -171,6 +213,21 @@ class LoginFailed(GatewayError):
     status = 400
     code = "login_failed"
     message = "the login could not be completed"
+
+
+class StepUpNotMet(LoginFailed):
+    """The provider answered a step-up login with an ID token whose ``acr`` / ``auth_time`` still do not
+    meet what the login asked for (it ignored ``acr_values``): refused before any session changes, so
+    the browser is not sent round again (acr_values is only a request, OIDC Core §3.1.2.1: checking
+    the result is the client's job)."""
+
+    status = 403
+    code = "insufficient_user_authentication"
+    message = "The identity provider did not confirm the stronger or more recent sign-in this page needs."
+
+    def __init__(self, message: str | None = None, *, detail: str = "", rd: str = "/") -> None:
+        super().__init__(message, detail=detail)
+        self.rd = rd
 
 
 class DependencyUnavailable(GatewayError):

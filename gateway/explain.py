@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from gateway.config.schema import GatewayConfig, RouteConfig
-from gateway.errors import GatewayError, PathRejected
-from gateway.models import Principal
+from gateway.errors import GatewayError, InsufficientUserAuthentication, PathRejected
+from gateway.models import Principal, StepUp
 from gateway.oidc.claims import build_principal
 from gateway.policy import RoutePolicy, evaluate
 from gateway.routing import Match, RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
@@ -75,6 +75,10 @@ def _requirements(route: RouteConfig, method: str) -> str:
         parts.append("email domain in [" + ", ".join(sorted(policy.email_domains)) + "]")
     if policy.subjects:
         parts.append("sub in [" + ", ".join(sorted(policy.subjects)) + "]")
+    if policy.acr_values:
+        parts.append("acr in [" + ", ".join(policy.acr_values) + "]")
+    if policy.max_age is not None:
+        parts.append(f"auth_time within {policy.max_age:g}s")
     return "; ".join(parts)
 
 
@@ -183,7 +187,7 @@ def explain(
     bearer = auth.mode in ("bearer", "bearer_or_session")
     if bearer and not _dpop_admits(out, cfg, route, principal, token, dpop, method, parts):
         return out
-    decision = evaluate(RoutePolicy.from_config(auth), principal, method)
+    decision = evaluate(RoutePolicy.from_config(auth), principal, method, now=time.time())
     if decision.allowed:
         out.add("verdict", "ALLOW")
         out.allowed = True
@@ -192,6 +196,9 @@ def explain(
         missing = [s for s in decision.missing_scopes if s not in principal.scopes]
         out.add("verdict", "DENY (403 insufficient_scope)")
         out.note("scope: missing " + " ".join(missing))
+        return out
+    if decision.step_up is not None:
+        _explain_step_up(out, decision.step_up, auth.mode)
         return out
     out.add("verdict", "DENY (403 access_denied)")
     for reason in decision.reasons:
@@ -228,6 +235,24 @@ def _dpop_admits(
         return True
     out.add("verdict", f"DENY ({refusal})")
     return False
+
+
+def _explain_step_up(out: Explanation, step_up: StepUp, mode: str) -> None:
+    """RFC 9470: what a bearer caller is told, or what a browser's new login asks the provider for."""
+    challenge = InsufficientUserAuthentication(acr_values=step_up.acr_values, max_age=step_up.max_age)
+    asked = ", ".join(challenge.challenge_params)
+    if step_up.reason == "acr":
+        why = "acr: not one of " + " ".join(step_up.acr_values)
+    else:
+        why = f"auth_time: missing or older than {step_up.max_age}s"
+    if mode == "session":
+        out.add("verdict", "DENY (step-up: the browser signs in again)")
+        out.note(why)
+        out.note(f"the login asks for {asked}")
+        return
+    out.add("verdict", "DENY (401 insufficient_user_authentication)")
+    out.note(why)
+    out.note(f"challenge: {asked}")
 
 
 def parse_claims(text: str) -> dict[str, Any]:

@@ -51,12 +51,22 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class StepUp:
+    """What a stronger or fresher login must give (RFC 9470 §3): the challenge's acr_values / max_age."""
+
+    acr_values: tuple[str, ...]
+    max_age: int | None
+    reason: str  # "acr" or "max_age": names the rule, never a value
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The policy's verdict for one principal on one route, with the reasons behind it."""
 
     allowed: bool
     reasons: tuple[str, ...] = ()
     missing_scopes: tuple[str, ...] = ()
+    step_up: StepUp | None = None  # RFC 9470: authenticated, but not strongly or recently enough
 
     @property
     def reason_class(self) -> str:
@@ -64,4 +74,6 @@ class Decision:
             return "allowed"
         if self.missing_scopes:
             return "insufficient_scope"
+        if self.step_up is not None:
+            return "insufficient_user_authentication"
         return "claims"

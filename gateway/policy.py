@@ -1,17 +1,19 @@
 """Authorisation as a pure evaluator: (route policy, principal, method) -> Decision with its reasons.
 
 Scopes answer "is the requested service within the token's scope"; claim rules answer "is this resource
-owner allowed this resource" (the seeds' two resource-server checks). Reasons name rules, never values.
+owner allowed this resource" (the seeds' two resource-server checks); step-up (RFC 9470) answers "was the
+owner authenticated strongly and recently enough". Reasons name rules, never values.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.schema import AuthConfig, ClaimValue
-from gateway.models import Decision, Principal
+from gateway.models import Decision, Principal, StepUp
 
 _MISSING = object()
 
@@ -25,6 +27,8 @@ class RoutePolicy:
     claims: Mapping[str, tuple[ClaimValue, ...]] = field(default_factory=dict)
     email_domains: frozenset[str] = frozenset()
     subjects: frozenset[str] = frozenset()
+    acr_values: tuple[str, ...] = ()  # RFC 9470: any one of them satisfies
+    max_age: float | None = None  # seconds since auth_time
 
     @classmethod
     def from_config(cls, auth: AuthConfig) -> RoutePolicy:
@@ -37,6 +41,8 @@ class RoutePolicy:
             claims={name: tuple(values) for name, values in auth.require.claims.items()},
             email_domains=frozenset(d.lower() for d in auth.require.email_domains),
             subjects=frozenset(auth.require.subjects),
+            acr_values=tuple(auth.require.acr),
+            max_age=auth.require.max_age.total_seconds() if auth.require.max_age is not None else None,
         )
 
     def required_scopes(self, method: str) -> tuple[str, ...]:
@@ -49,14 +55,20 @@ class RoutePolicy:
 
     @property
     def has_rules(self) -> bool:
-        return bool(self.claims or self.email_domains or self.subjects)
+        return bool(self.claims or self.email_domains or self.subjects or self.has_step_up)
+
+    @property
+    def has_step_up(self) -> bool:
+        return bool(self.acr_values) or self.max_age is not None
 
 
 _ALLOW = Decision(True, ("authenticated",))
 
 
-def evaluate(policy: RoutePolicy, principal: Principal, method: str) -> Decision:
-    """Scopes first (RFC 6750 insufficient_scope), then every claim rule; all failures are reported."""
+def evaluate(policy: RoutePolicy, principal: Principal, method: str, *, now: float | None = None) -> Decision:
+    """Scopes first (RFC 6750 insufficient_scope), then every claim rule (all failures are reported),
+    then step-up (RFC 9470): a user the rules refuse is refused, not sent to authenticate again for
+    nothing. ``now`` (the injected clock) is read only by ``max_age``."""
     required = policy.scopes if policy.scopes_by_method is None else policy.required_scopes(method)
     held = principal.scopes
     for scope in required:
@@ -74,6 +86,15 @@ def evaluate(policy: RoutePolicy, principal: Principal, method: str) -> Decision
         reasons.append("subject")
     if reasons:
         return Decision(False, tuple(reasons))
+    if policy.has_step_up:
+        step_up = step_up_needed(
+            principal.claims,
+            policy.acr_values,
+            policy.max_age,
+            time.time() if now is None else now,
+        )
+        if step_up is not None:
+            return Decision(False, (f"step_up:{step_up.reason}",), step_up=step_up)
     return Decision(True, ("authenticated", "rules"))
 
 
@@ -113,15 +134,6 @@ def email_domain_allowed(principal: Principal, domains: frozenset[str]) -> bool:
     return "*" in domains or email.rsplit("@", 1)[1].lower() in domains
 
 
-@dataclass(frozen=True, slots=True)
-class StepUp:
-    """What a stronger or fresher login must give (RFC 9470 §3): the challenge's acr_values / max_age."""
-
-    acr_values: tuple[str, ...]
-    max_age: int | None
-    reason: str  # "acr" or "max_age": names the rule, never a value
-
-
 def step_up_needed(
     claims: Mapping[str, Any], acr_values: Sequence[str], max_age: float | None, now: float
 ) -> StepUp | None:
@@ -133,10 +145,27 @@ def step_up_needed(
             return StepUp(tuple(acr_values), _seconds(max_age), "acr")
     if max_age is not None:
         auth_time = claims.get("auth_time")
-        if isinstance(auth_time, bool) or not isinstance(auth_time, int | float) or now - auth_time > max_age:
+        # Whole seconds, as NumericDates and providers count them (oidc-provider: floor(now) - auth_time):
+        # a login the provider still counts as fresh is not refused for a fraction of a second.
+        if (
+            isinstance(auth_time, bool)
+            or not isinstance(auth_time, int | float)
+            or now // 1 - auth_time > max_age
+        ):
             return StepUp(tuple(acr_values), _seconds(max_age), "max_age")
     return None
 
 
 def _seconds(value: float | None) -> int | None:
     return None if value is None else int(value)
+
+
+__all__ = [
+    "RoutePolicy",
+    "StepUp",
+    "claim_matches",
+    "email_domain_allowed",
+    "evaluate",
+    "lookup_claim",
+    "step_up_needed",
+]

@@ -447,6 +447,11 @@ _NOTES: dict[str, str] = {
 - A failed rule is 403 `access_denied` (JSON; for a browser navigation a small page with a sign-out
   button); the access log names the failed rules (`claim:groups`, `email_domain`, `subject`), never
   the claim values.
+- `acr` / `max_age` (RFC 9470 step-up, [step-up.md](step-up.md)) are checked last, once every other
+  rule passed. On session routes they read the `acr` / `auth_time` of the login's ID token (never
+  userinfo's). A bearer token that fails them gets 401 `insufficient_user_authentication` with
+  `acr_values` / `max_age` in the challenge; a browser session is sent through the login again, asking
+  the provider for them (`step_up:acr` / `step_up:max_age` in the access log).
 """,
 }
 

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_problems
+from gateway.config.step_up import check_acr, check_max_age, step_up_problems
 from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.errors import ConfigProblem
 
@@ -364,6 +365,17 @@ class RequireConfig(_Model):
         description='Allowed e-mail domains (exact); `["*"]`: any domain (an e-mail is still required).',
     )
     subjects: list[str] = Field(default_factory=list, description="Allowed `sub` values.")
+    acr: list[Annotated[str, AfterValidator(check_acr)]] = Field(
+        default_factory=list,
+        description="RFC 9470 step-up: the authentication's `acr` must be one of these; otherwise bearer "
+        "callers get an `insufficient_user_authentication` challenge and browsers log in again with "
+        "`acr_values` (docs/step-up.md).",
+    )
+    max_age: Annotated[Duration, AfterValidator(check_max_age)] | None = Field(
+        None,
+        description="RFC 9470 step-up: the authentication (`auth_time`) must be at most this old; "
+        "otherwise the challenge carries `max_age` and browsers log in again with it.",
+    )
 
 
 class AuthConfig(_Model):
@@ -519,6 +531,7 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
     parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
     problems = _route_problems(parts)
     problems += host_problems(parts)
+    problems += step_up_problems(parts)
     uses_sessions = parts.uses_sessions
     sessions, server = parts.sessions, parts.server
     if sessions is not None:

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -238,10 +238,20 @@ class ProviderClient:
     # ---- browser login -----------------------------------------------------------------------------
 
     def authorization_url(
-        self, *, redirect_uri: str, state: str, code_verifier: str, nonce: str | None
+        self,
+        *,
+        redirect_uri: str,
+        state: str,
+        code_verifier: str,
+        nonce: str | None,
+        login_params: Mapping[str, str] | None = None,
     ) -> str:
         return self._grants.authorization_url(
-            redirect_uri=redirect_uri, state=state, code_verifier=code_verifier, nonce=nonce
+            redirect_uri=redirect_uri,
+            state=state,
+            code_verifier=code_verifier,
+            nonce=nonce,
+            login_params=login_params,
         )
 
     async def exchange_code(self, *, code: str, redirect_uri: str, code_verifier: str) -> TokenSet:

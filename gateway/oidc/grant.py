@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -82,12 +82,29 @@ class Grants:
         return url
 
     def authorization_url(
-        self, *, redirect_uri: str, state: str, code_verifier: str, nonce: str | None
+        self,
+        *,
+        redirect_uri: str,
+        state: str,
+        code_verifier: str,
+        nonce: str | None,
+        login_params: Mapping[str, str] | None = None,
     ) -> str:
+        """``login_params``: what this one login asks for beyond the configured parameters (RFC 9470 §4:
+        ``acr_values``, ``max_age``, ``prompt=login``); they win over extra_auth_params, and a prompt
+        joins the configured one (OIDC Core §3.1.2.1: a space-separated list)."""
         scopes = self._cfg.scopes
         params: dict[str, str] = {
             k: v for k, v in self._cfg.extra_auth_params.items() if k not in _RESERVED_AUTH_PARAMS
         }
+        for name, value in (login_params or {}).items():
+            if name in _RESERVED_AUTH_PARAMS:
+                continue
+            if name == "prompt" and params.get("prompt"):
+                # "none" cannot be combined with another value (OIDC Core §3.1.2.1).
+                joined = [p for p in params["prompt"].split() + value.split() if p != "none"]
+                value = " ".join(dict.fromkeys(joined))
+            params[name] = value
         # RFC 7636 §4.3: S256 only; "plain" would hand the verifier to anyone who sees the URL.
         params["code_challenge"] = s256_challenge(code_verifier)
         params["code_challenge_method"] = "S256"

@@ -45,6 +45,9 @@ class ProviderMetadata:
     # RFC 9207 §3: the provider promises `iss` in every authorization response; a response without it
     # is then refused like one with a wrong `iss` (§2.4, mix-up defence).
     iss_parameter_supported: bool = False
+    # OIDC Discovery §3: the acr values the provider says it can satisfy; a step-up login asking for
+    # one of them relies on the provider to re-authenticate (no prompt=login, docs/step-up.md).
+    acr_values_supported: tuple[str, ...] = ()
 
     def endpoint(self, name: str) -> str | None:
         if name not in _DOCUMENT_MEMBERS:
@@ -72,7 +75,9 @@ def discovery_needed(cfg: ProviderConfig, needs: frozenset[str]) -> bool:
     return not needs.issubset(explicit_endpoints(cfg))
 
 
-def _metadata(issuer: str, endpoints: dict[str, str], *, iss_supported: bool = False) -> ProviderMetadata:
+def _metadata(
+    issuer: str, endpoints: dict[str, str], *, iss_supported: bool = False, acr_values: tuple[str, ...] = ()
+) -> ProviderMetadata:
     return ProviderMetadata(
         issuer=issuer,
         authorization=endpoints.get("authorization"),
@@ -83,6 +88,7 @@ def _metadata(issuer: str, endpoints: dict[str, str], *, iss_supported: bool = F
         revocation=endpoints.get("revocation"),
         end_session=endpoints.get("end_session"),
         iss_parameter_supported=iss_supported,
+        acr_values_supported=acr_values,
     )
 
 
@@ -129,4 +135,6 @@ def parse_document(doc: dict[str, Any], cfg: ProviderConfig) -> ProviderMetadata
             endpoints[name] = value
     endpoints.update(explicit_endpoints(cfg))
     promised = doc.get("authorization_response_iss_parameter_supported") is True
-    return _metadata(cfg.issuer, endpoints, iss_supported=promised)
+    acrs = doc.get("acr_values_supported")
+    acr_values = tuple(a for a in acrs if isinstance(a, str)) if isinstance(acrs, list) else ()
+    return _metadata(cfg.issuer, endpoints, iss_supported=promised, acr_values=acr_values)

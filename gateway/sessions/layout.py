@@ -104,6 +104,20 @@ def _str(record: dict[str, Any], name: str) -> str:
     return value
 
 
+def _str_tuple(record: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = record.get(name, [])  # absent in records written before step-up
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name} must be a list of text")
+    return tuple(value)
+
+
+def _opt_int(record: dict[str, Any], name: str) -> int | None:
+    value = record.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"{name} must be an integer")
+    return value
+
+
 def _num(record: dict[str, Any], name: str) -> float:
     value = record[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -179,6 +193,8 @@ def encode_login(state: LoginState) -> bytes:
             "provider": state.provider,
             "created_at": state.created_at,
             "cookie_binding": state.cookie_binding,
+            "acr_values": list(state.acr_values),
+            "max_age": state.max_age,
         }
     )
 
@@ -195,6 +211,8 @@ def decode_login(blob: bytes) -> LoginState:
             provider=_str(record, "provider"),
             created_at=_num(record, "created_at"),
             cookie_binding=_str(record, "cookie_binding"),
+            acr_values=_str_tuple(record, "acr_values"),
+            max_age=_opt_int(record, "max_age"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed login record: {exc!r}") from None

@@ -21,6 +21,9 @@ class LoginState:
     provider: str
     created_at: float
     cookie_binding: str  # value of the short-lived cookie that ties this state to the browser
+    # RFC 9470 step-up: what this login asked for; the callback holds the new ID token to it.
+    acr_values: tuple[str, ...] = ()
+    max_age: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.session_sockets import session_websocket
 from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
+from gateway.web.step_up import refusal
 
 _NO_CREDENTIAL = Credential(None, "")
 
@@ -95,7 +96,7 @@ async def decide(
                 request, rt, route, query, request.app[REFRESHER], state, original, proxied=proxied
             )
             state.user = principal.subject
-            authorise(route, principal, original.method, state)
+            authorise(route, principal, original.method, state, now=rt.clock())
         except AuthError as exc:
             exc.dpop = dpop_check.challenge(route, request.headers.getall("Authorization", ()))
             raise
@@ -235,8 +236,10 @@ def is_preflight(method: str, headers: CIMultiDictProxy[str]) -> bool:
     return method == "OPTIONS" and "Origin" in headers and "Access-Control-Request-Method" in headers
 
 
-def authorise(route: CompiledRoute, principal: Principal, method: str, state: RequestState) -> None:
-    decision = evaluate(route.policy, principal, method)
+def authorise(
+    route: CompiledRoute, principal: Principal, method: str, state: RequestState, *, now: float | None = None
+) -> None:
+    decision = evaluate(route.policy, principal, method, now=now)
     state.reasons = decision.reasons
     outcome = "allow" if decision.allowed else "deny"
     state.decision = outcome
@@ -245,6 +248,8 @@ def authorise(route: CompiledRoute, principal: Principal, method: str, state: Re
         return
     if decision.missing_scopes:
         raise InsufficientScope(scope=decision.missing_scopes)
+    if decision.step_up is not None:
+        raise refusal(decision.step_up, principal)  # RFC 9470: a challenge, or a new browser login
     raise AccessDenied(reasons=decision.reasons, detail=",".join(decision.reasons))
 
 

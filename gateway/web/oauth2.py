@@ -27,9 +27,9 @@ from gateway.errors import (
 from gateway.models import Session
 from gateway.oidc import ProviderClient, new_login_secrets
 from gateway.redirects import absolute_redirect
-from gateway.routing import safe_redirect_path, split_host
+from gateway.routing import safe_redirect_path
 from gateway.sessions import LoginState, SessionStore
-from gateway.web import backchannel, login_state
+from gateway.web import backchannel, login_state, step_up
 from gateway.web.responses import html_page, json_error
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
@@ -91,6 +91,7 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     secret = secrets.token_urlsafe(32)
     use_nonce = "openid" in provider.cfg.scopes
     now = rt.clock()
+    wanted = await step_up.login_step_up(request, rt, provider, rd)  # RFC 9470 §4, for rd's route
     await store.save_login(
         LoginState(
             state=state,
@@ -100,11 +101,17 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
             provider=provider.name,
             created_at=now,
             cookie_binding=login_state.digest(secret),
+            acr_values=wanted.acr_values if wanted else (),
+            max_age=wanted.max_age if wanted else None,
         ),
         login_state.LOGIN_TTL,
     )
     location = provider.authorization_url(
-        redirect_uri=rt.redirect_uri, state=state, code_verifier=verifier, nonce=nonce if use_nonce else None
+        redirect_uri=rt.redirect_uri,
+        state=state,
+        code_verifier=verifier,
+        nonce=nonce if use_nonce else None,
+        login_params=wanted.params() if wanted else None,
     )
     response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
     await login_state.make_room(request, rt, store, response)  # at most 5 pending per browser (DESIGN §7)
@@ -133,15 +140,8 @@ def _redirect_target(rt: Runtime, raw: str | None) -> str:
 
 def _route_provider(rt: Runtime, rd: str) -> str | None:
     """The provider of the session route that ``rd`` leads to, so multi-provider setups log in right."""
-    host = None
-    if not rd.startswith("/"):  # absolute (checked by _redirect_target): route on its host too
-        host, _, rd = rd.split("://", 1)[1].partition("/")
-        host, rd = split_host(host), "/" + rd
-    path = rd.split("?", 1)[0].split("#", 1)[0]
-    found = rt.routes.match(host, path, "GET")
-    if found is not None and found.value.uses_session and found.value.provider is not None:
-        return found.value.provider.name
-    return None
+    route = step_up.rd_route(rt, rd)
+    return route.provider.name if route is not None and route.provider is not None else None
 
 
 async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
@@ -230,6 +230,8 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
         sid = _text(claims.get("sid"))  # from the ID token only: back-channel logout finds it (§2.7)
     elif "openid" in provider.cfg.scopes:
         raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
+    id_claims = claims if tokens.id_token else None
+    await step_up.hold_to_request(provider, pending, tokens, id_claims, rt.clock())  # before any session
     if provider.metadata is not None and provider.metadata.userinfo:
         try:
             extra = await provider.userinfo(tokens.access_token)
@@ -245,6 +247,7 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
         claims = {**principal.claims, "sub": principal.subject}
     now = rt.clock()
     kept = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
+    kept.update(step_up.authentication_claims(id_claims or {}))  # the ID token's, never userinfo's
     return Session(
         subject=str(claims["sub"]),
         provider=provider.name,

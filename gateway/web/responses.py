@@ -17,6 +17,7 @@ from gateway.errors import (
     LoginFailed,
     LoginRequired,
     MethodNotAllowed,
+    StepUpNotMet,
 )
 
 _JSON = "application/json"
@@ -43,6 +44,7 @@ def www_authenticate(error: AuthError) -> str:
         attrs.append(f'error_description="{error.public_message}"')
     if error.scope:
         attrs.append(f'scope="{" ".join(error.scope)}"')
+    attrs.extend(error.challenge_params)  # RFC 9470 §3: acr_values, max_age
     dpop = error.dpop
     if dpop is None:
         return ", ".join([f'Bearer realm="{error.realm}"', *attrs])
@@ -105,6 +107,15 @@ def error_response(request: web.Request, error: GatewayError, path_qs: str) -> w
             "Access denied",
             "<p>You are signed in, but this account may not use this page.</p>"
             "<form method=post action=/oauth2/logout><button type=submit>Sign out</button></form>",
+        )
+    if isinstance(error, StepUpNotMet):
+        # No automatic retry: the provider ignored what was asked, and another round would end the same.
+        back = html.escape(error.rd, quote=True)
+        return html_page(
+            error.status,
+            "Stronger sign-in required",
+            f"<p>{html.escape(error.public_message)}</p><p>Your current session is unchanged.</p>"
+            f"<p><a class=button href='{back}'>Back</a></p>",
         )
     if isinstance(error, LoginFailed):
         retry = "/oauth2/login?rd=" + quote(request.query.get("rd", "/"), safe="")

@@ -179,6 +179,12 @@ TOKEN_CLAIMS = frozenset(
 )
 
 
+#: Claims about the authentication event (OIDC Core §2), kept apart from the identity: set from the
+#: login's ID token only (web/step_up.py) and carried through refreshes unchanged, because a refresh is
+#: no new authentication (OIDC Core §12.2) and userinfo must not be able to raise them.
+AUTHENTICATION_CLAIMS = ("acr", "auth_time", "amr")
+
+
 class _ForeignIdToken(Exception):
     """The refreshed ID token is invalid or names another subject."""
 
@@ -210,6 +216,7 @@ async def _with_fresh_claims(provider: ProviderClient, session: Session, id_toke
     if claims is None:
         return session
     fresh = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
+    fresh.update({k: session.claims[k] for k in AUTHENTICATION_CLAIMS if k in session.claims})
     return dataclasses.replace(
         session, claims=fresh, email=_text(fresh.get("email")), name=_text(fresh.get("name"))
     )

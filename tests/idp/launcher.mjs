@@ -27,6 +27,18 @@
 //   IDP_KEY_FILE                   JWKS path: loaded if it exists, else fresh keys are written there
 //                                  (without it, fresh RS256 + ES256 keys at every start = key rotation)
 //   IDP_DISCOVERY                  "0" makes /.well-known/openid-configuration answer 404
+//   IDP_ACR_VALUES                 comma-separated acr values (e.g. "pwd,mfa"): RFC 9470 step-up (off when
+//                                  unset). Published as acr_values_supported; the acr of a login is the
+//                                  password typed on the devInteractions form when it is one of these values
+//                                  (password "mfa" -> acr "mfa"), else the first value ("pwd"). ID tokens
+//                                  always carry `acr` and `auth_time`; so do JWT access tokens and
+//                                  introspection answers (extraTokenClaims). A request whose `acr_values` does
+//                                  not include the session's acr re-prompts the login (like `max_age`, which
+//                                  oidc-provider honours itself); the acr of the login just made is final, so a
+//                                  weak answer reaches the client instead of looping at the provider.
+//   IDP_ACR_REPROMPT               "0": ignore `acr_values` (no re-prompt: an SSO session answers silently
+//                                  with its old acr), as providers that treat acr_values as voluntary do
+//   IDP_ACR_PUBLISH                "0": leave acr_values_supported out of the discovery document
 //
 // Default clients: gw/gw-secret (client_secret_basic), gw-post/gw-secret (client_secret_post), both with
 // grants authorization_code + refresh_token; introspector/introspector-secret (no grants, introspection).
@@ -47,7 +59,7 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, interactionPolicy } from 'oidc-provider';
 
 // oidc-provider prints its notices with console.info (stdout): keep stdout for the READY line only.
 console.info = console.error; // eslint-disable-line no-console
@@ -105,6 +117,9 @@ const resourceIndicator = isAbsoluteUri(audience) ? audience : `urn:tokengate:re
 const resourceScopes = 'api:read api:write';
 const discoveryEnabled = process.env.IDP_DISCOVERY !== '0';
 const accountClaims = jsonEnv('IDP_ACCOUNT_CLAIMS', {});
+const acrValues = listEnv('IDP_ACR_VALUES', []);
+const acrReprompt = process.env.IDP_ACR_REPROMPT !== '0';
+const acrPublish = process.env.IDP_ACR_PUBLISH !== '0';
 
 // ---- signing keys -------------------------------------------------------------------------------------
 
@@ -209,6 +224,45 @@ for (const claims of Object.values(accountClaims)) {
 
 const counters = Object.create(null);
 
+// ---- step-up (IDP_ACR_VALUES): stock oidc-provider never sets acr and ignores acr_values -------------------
+
+// The koa context of the request being handled, for the interactionFinished wrapper (it sees only req).
+const CTX = Symbol('tokengate ctx');
+
+function chosenAcr(password) {
+  return acrValues.includes(password) ? password : acrValues[0];
+}
+
+// acr / auth_time of the authentication behind a token being minted: the code at the code grant, the
+// refresh token at a refresh (oidc-provider keeps them there, not on the access token).
+function authenticationClaims(ctx) {
+  if (!acrValues.length || !ctx || !ctx.oidc) return {};
+  const { entities } = ctx.oidc;
+  const source = entities.AuthorizationCode || entities.RefreshToken;
+  if (!source) return {};
+  return { acr: source.acr, auth_time: source.authTime };
+}
+
+function stepUpPolicy() {
+  const policy = interactionPolicy.base();
+  if (!acrReprompt) return policy;
+  policy.get('login').checks.add(new interactionPolicy.Check(
+    'acr_values_unmet',
+    'none of the requested acr_values is met by the current session',
+    (ctx) => {
+      const { oidc } = ctx;
+      const requested = typeof oidc.params.acr_values === 'string' ? oidc.params.acr_values.split(' ') : [];
+      if (!requested.length || !oidc.session.accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      // The login just made decides (its acr is final), as the max_age check does.
+      if (oidc.result && oidc.result.login) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+      return requested.includes(oidc.session.acr)
+        ? interactionPolicy.Check.NO_NEED_TO_PROMPT
+        : interactionPolicy.Check.REQUEST_PROMPT;
+    },
+  ));
+  return policy;
+}
+
 // ---- the provider --------------------------------------------------------------------------------------
 
 const configuration = {
@@ -223,7 +277,8 @@ const configuration = {
     };
   },
   claims: {
-    openid: ['sub'],
+    // Step-up: acr and auth_time in every ID token (not only when acr_values / max_age ask for them).
+    openid: acrValues.length ? ['sub', 'acr', 'auth_time'] : ['sub'],
     email: ['email', 'email_verified'],
     profile: ['name', 'preferred_username', ...extraClaimNames],
   },
@@ -233,7 +288,7 @@ const configuration = {
   async extraTokenClaims(ctx, token) {
     if (!token.accountId) return undefined;
     const { email, groups, realm_access: realmAccess } = allClaims(token.accountId);
-    return { email, groups, realm_access: realmAccess };
+    return { email, groups, realm_access: realmAccess, ...authenticationClaims(ctx) };
   },
   async issueRefreshToken(ctx, client) {
     return client.grantTypeAllowed('refresh_token');
@@ -291,6 +346,7 @@ const configuration = {
       },
     },
   },
+  ...(acrValues.length ? { acrValues, interactions: { policy: stepUpPolicy() } } : {}),
   renderError(ctx, out) {
     ctx.type = 'json';
     ctx.body = out;
@@ -351,6 +407,25 @@ provider.on('backchannel.error', (ctx, err) => {
   counters['backchannel.error'] = (counters['backchannel.error'] || 0) + 1;
   process.stderr.write(`idp backchannel logout failed: ${err.message}\n`);
 });
+if (acrValues.length) {
+  provider.use(async (ctx, next) => {
+    ctx.req[CTX] = ctx;
+    await next();
+    if (!acrPublish && ctx.path === '/.well-known/openid-configuration' && ctx.body) {
+      delete ctx.body.acr_values_supported;
+    }
+  });
+  // devInteractions' login form: the password chooses the acr of the login (see IDP_ACR_VALUES).
+  const finish = provider.interactionFinished.bind(provider);
+  provider.interactionFinished = async (req, res, result, options) => {
+    if (result && result.login) {
+      const ctx = req[CTX];
+      const password = ctx && ctx.oidc && ctx.oidc.body ? ctx.oidc.body.password : undefined;
+      result.login.acr = chosenAcr(typeof password === 'string' ? password : '');
+    }
+    return finish(req, res, result, options);
+  };
+}
 
 provider.on('server_error', (ctx, err) => {
   process.stderr.write(`idp server_error on ${ctx.method} ${ctx.path}: ${err.stack || err}\n`);
