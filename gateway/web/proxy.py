@@ -157,18 +157,18 @@ async def forward_http(
         raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {type(exc).__name__}: {exc}") from exc
     stats.upstream_seconds = loop.time() - started
     stats.status = upstream.status
-    if upstream.connection is not None and upstream.connection.protocol is not None:
-        # From here on the read limit is the silence between body chunks (DESIGN §8).
-        upstream.connection.protocol.read_timeout = options.idle
-        upstream.connection.protocol.start_timeout()
     try:
-        return await _relay_answer(request, upstream, stats, own_cookies)
+        return await _relay_answer(request, upstream, stats, own_cookies, options.idle)
     finally:
         upstream.release()
 
 
 async def _relay_answer(
-    request: web.Request, upstream: aiohttp.ClientResponse, stats: ProxyStats, own: OwnCookies | None
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    stats: ProxyStats,
+    own: OwnCookies | None,
+    idle: float | None,
 ) -> web.StreamResponse:
     length = upstream.content_length
     no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
@@ -182,6 +182,12 @@ async def _relay_answer(
         stats.bytes_out = len(payload)
         headers = response_headers_for_client(upstream.headers, keep_length=False, own=own)
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=payload)
+    # A small body is read whole before anything is answered, so its stall still counts against the
+    # route's timeout (504 above). A streamed one: from here on the read limit is the silence between
+    # body chunks, upstream_idle_timeout, none by default (SSE, long-poll; DESIGN §8).
+    if upstream.connection is not None and upstream.connection.protocol is not None:
+        upstream.connection.protocol.read_timeout = idle
+        upstream.connection.protocol.start_timeout()
     headers = response_headers_for_client(
         upstream.headers, keep_length=no_body or length is not None, own=own
     )

@@ -32,7 +32,8 @@ async def faulty() -> AsyncIterator[FaultyUpstream]:
 
 def config(upstream_url: str) -> dict[str, Any]:
     return {
-        "server": {"listen": "127.0.0.1:8080", "upstream_timeout": TIMEOUT},
+        # upstream_idle_timeout: a streamed body that stalls is cut too (by default it may stay silent).
+        "server": {"listen": "127.0.0.1:8080", "upstream_timeout": TIMEOUT, "upstream_idle_timeout": TIMEOUT},
         "routes": [
             {
                 "name": "all",
