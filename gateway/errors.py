@@ -94,6 +94,7 @@ class AuthError(GatewayError):
     def __init__(self, message: str | None = None, *, detail: str = "", scope: Sequence[str] = ()) -> None:
         super().__init__(message, detail=detail)
         self.scope = tuple(scope)
+        self.resource_metadata: str | None = None  # RFC 9728 §5.1: set on routes with auth.resource
 
 
 class MissingCredentials(AuthError):

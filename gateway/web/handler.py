@@ -16,7 +16,14 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway import metrics
-from gateway.errors import AccessDenied, InsufficientScope, LoginRequired, MissingCredentials, NotFound
+from gateway.errors import (
+    AccessDenied,
+    AuthError,
+    InsufficientScope,
+    LoginRequired,
+    MissingCredentials,
+    NotFound,
+)
 from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.redirects import login_location, original_url
@@ -26,6 +33,7 @@ from gateway.web.credentials import Credential, extract_bearer, header_token
 from gateway.web.headers import request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import forward_http, forward_websocket
+from gateway.web.resource_metadata import is_reserved_path, metadata_answer, require_resource
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.session_sockets import session_websocket
@@ -63,8 +71,8 @@ async def decide(
     path = normalise_path(original.raw_path)
     state.path = path
     state.query = original.query
-    if path == "/oauth2" or path.startswith("/oauth2/"):
-        return Verdict(path, None)
+    if path == "/oauth2" or path.startswith("/oauth2/") or is_reserved_path(path):
+        return Verdict(path, None)  # the gateway's own: /oauth2/ and RFC 9728 metadata, never proxied
     found = rt.routes.match(split_host(original.host), path, original.method)
     if found is None:
         raise NotFound()
@@ -78,9 +86,14 @@ async def decide(
     credential = _NO_CREDENTIAL if not query else Credential(None, query)
     principal: Principal | None = None
     if route.mode != "public":
-        principal, credential = await authenticate(request, rt, route, query, request.app[REFRESHER], state)
-        state.user = principal.subject
-        authorise(route, principal, original.method, state)
+        try:
+            refresher = request.app[REFRESHER]
+            principal, credential = await authenticate(request, rt, route, query, refresher, state)
+            state.user = principal.subject
+            authorise(route, principal, original.method, state)
+        except AuthError as exc:
+            exc.resource_metadata = route.resource_metadata  # RFC 9728 §5.1: on every challenge
+            raise
     return Verdict(path, route, found.depth, principal, credential)
 
 
@@ -101,6 +114,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise
     route = verdict.route
     if route is None:
+        if is_reserved_path(verdict.path):
+            state.route = "resource_metadata"
+            return metadata_answer(request, verdict.path, rt.resource_documents)
         state.route = "oauth2"
         return await oauth2.dispatch(request, rt, verdict.path)
     path, principal, credential = verdict.path, verdict.principal, verdict.credential
@@ -179,6 +195,7 @@ async def authenticate(
                 principal = await provider.verify_access_token(
                     credential.token, validation=route.validation, audience=route.audience
                 )
+                require_resource(principal, route.resource)  # RFC 8707: aud holds audience and resource
                 return principal, credential
             if route.mode == "bearer":
                 raise MissingCredentials()

@@ -42,6 +42,8 @@ def www_authenticate(error: AuthError) -> str:
         parts.append(f'error_description="{error.public_message}"')
     if error.scope:
         parts.append(f'scope="{" ".join(error.scope)}"')
+    if error.resource_metadata:
+        parts.append(f'resource_metadata="{error.resource_metadata}"')  # RFC 9728 §5.1
     return ", ".join(parts)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 from yarl import URL
 
+from gateway.config.resource import metadata_url
 from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig, ServerConfig
 from gateway.config.tls import client_context
 from gateway.config.trust import ANY_AUDIENCE
@@ -24,6 +25,7 @@ from gateway.routing import RouteSpec, RouteTable
 from gateway.sessions import open_store
 from gateway.web.headers import TrustedProxies
 from gateway.web.proxy import UpstreamOptions, upstream_options
+from gateway.web.resource_metadata import MetadataDocument, documents
 
 if TYPE_CHECKING:
     from gateway.sessions import SessionStore
@@ -52,6 +54,8 @@ class CompiledRoute:
     allow_query_token: bool
     allow_form_token: bool
     upstream_options: UpstreamOptions
+    resource: str | None = None  # auth.resource (RFC 9728 / RFC 8707)
+    resource_metadata: str | None = None  # its metadata URL, named in the route's challenges
 
     @classmethod
     def build(
@@ -74,6 +78,8 @@ class CompiledRoute:
             forward_token=auth.forward_token,
             allow_query_token=auth.allow_query_token,
             allow_form_token=auth.allow_form_token,
+            resource=auth.resource,
+            resource_metadata=metadata_url(auth.resource) if auth.resource else None,
             # Built per runtime: a reload re-reads the upstream_tls files (renewed certificates).
             upstream_options=upstream_options(
                 connect=server.upstream_connect_timeout.total_seconds(),
@@ -156,6 +162,7 @@ class Runtime:
     redirect_uri: str | None
     clock: Callable[[], float] = time.time
     compiled: tuple[CompiledRoute, ...] = field(default=())
+    resource_documents: dict[str, tuple[MetadataDocument, ...]] = field(default_factory=dict)  # RFC 9728
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -245,4 +252,5 @@ def build_runtime(
         redirect_uri=f"{public_url}/oauth2/callback" if public_url else None,
         clock=clock,
         compiled=compiled,
+        resource_documents=documents(cfg.routes, {n: p.issuer for n, p in cfg.providers.items()}),
     )
