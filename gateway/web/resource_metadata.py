@@ -50,7 +50,7 @@ def build_document(routes: Sequence[RouteConfig], issuer: str) -> dict[str, Any]
         wanted = list(auth.scopes)
         for values in (auth.scopes_by_method or {}).values():
             wanted += values
-        scopes += [s for s in wanted if s not in scopes]
+        scopes += [s for s in dict.fromkeys(wanted) if s not in scopes]  # in order, each once
         if auth.allow_form_token and "body" not in methods:
             methods.append("body")  # RFC 6750 §2.2
         if auth.allow_query_token and "query" not in methods:
