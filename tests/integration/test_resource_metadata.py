@@ -188,3 +188,20 @@ async def test_every_challenge_names_the_metadata(
     plain = await client.get("/plain")  # a bearer route without auth.resource: no pointer
     assert plain.status == 401
     assert plain.headers["WWW-Authenticate"] == 'Bearer realm="tokengate"'
+
+
+async def test_forward_auth_challenges_name_the_metadata_too(
+    make_gateway: GatewayFactory, upstream: Upstream, provider: IdP
+) -> None:
+    """nginx `auth_request` relays the verdict's challenge: it must carry the same RFC 9728 pointer."""
+    cfg = config(provider, upstream)
+    cfg["server"]["trusted_proxies"] = ["127.0.0.1/32"]
+    client = await ready(await make_gateway(cfg))
+    original = {"X-Original-URI": "/mcp", "X-Original-Method": "POST", "X-Forwarded-Host": "mcp.example.com"}
+    resp = await client.get("/oauth2/auth", headers=original)
+    assert resp.status == 401
+    assert resp.headers["WWW-Authenticate"] == f'Bearer realm="tokengate", resource_metadata="{METADATA_URL}"'
+    tokens = await provider.obtain_tokens("alice", SCOPE, extra={"resource": RESOURCE})
+    allowed = await client.get("/oauth2/auth", headers={**original, **bearer(tokens["access_token"])})
+    assert allowed.status == 200
+    assert allowed.headers["X-Auth-Request-User"] == "alice"
