@@ -125,6 +125,7 @@ class LoginRequired(GatewayError):
     code = "login_required"
     message = "a login session is required"
     login_url = ""  # set for a session route on another host: public_url's login (DESIGN §8)
+    resource_metadata: str | None = None  # bearer_or_session routes with auth.resource (RFC 9728 §5.1)
 
 
 class AccessDenied(GatewayError):

@@ -91,7 +91,7 @@ async def decide(
             principal, credential = await authenticate(request, rt, route, query, refresher, state)
             state.user = principal.subject
             authorise(route, principal, original.method, state)
-        except AuthError as exc:
+        except (AuthError, LoginRequired) as exc:
             exc.resource_metadata = route.resource_metadata  # RFC 9728 §5.1: on every challenge
             raise
     return Verdict(path, route, found.depth, principal, credential)

@@ -91,7 +91,10 @@ def error_response(request: web.Request, error: GatewayError, path_qs: str) -> w
             if error.login_url:  # another host: log in on public_url (DESIGN §8 several hosts)
                 return web.Response(status=302, headers={"Location": error.login_url, **_NO_STORE})
             return login_redirect(path_qs)
-        return json_error(401, error.code, error.public_message)
+        # A bearer_or_session route with auth.resource tells API clients where to get a token.
+        pointer = f'Bearer realm="tokengate", resource_metadata="{error.resource_metadata}"'
+        challenge = {"WWW-Authenticate": pointer} if error.resource_metadata else None
+        return json_error(401, error.code, error.public_message, challenge)
     if isinstance(error, AccessDenied) and is_navigation(request):
         return html_page(
             403,

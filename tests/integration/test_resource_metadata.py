@@ -205,3 +205,20 @@ async def test_forward_auth_challenges_name_the_metadata_too(
     allowed = await client.get("/oauth2/auth", headers={**original, **bearer(tokens["access_token"])})
     assert allowed.status == 200
     assert allowed.headers["X-Auth-Request-User"] == "alice"
+
+
+async def test_bearer_or_session_routes_point_api_clients_at_the_metadata(
+    make_gateway: GatewayFactory, upstream: Upstream, provider: IdP
+) -> None:
+    cfg = config(provider, upstream, mode="bearer_or_session")
+    cfg["server"]["public_url"] = "http://127.0.0.1:8080"
+    cfg["sessions"] = {"store": "memory", "encryption_key": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"}
+    client = await ready(await make_gateway(cfg))
+    api = await client.post("/mcp", headers={"Accept": "application/json"})
+    assert api.status == 401
+    assert api.headers["WWW-Authenticate"] == f'Bearer realm="tokengate", resource_metadata="{METADATA_URL}"'
+    browser = await client.get("/mcp", headers={"Sec-Fetch-Mode": "navigate"}, allow_redirects=False)
+    assert browser.status == 302  # browsers still go to the login
+    tokens = await provider.obtain_tokens("alice", SCOPE, extra={"resource": OTHER})
+    other = await client.get("/mcp", headers=bearer(tokens["access_token"]))
+    assert other.status == 401  # the resource rule holds for bearer tokens on this mode too
