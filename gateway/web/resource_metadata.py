@@ -90,7 +90,9 @@ def documents(
     return {path: tuple(docs) for path, docs in out.items()}
 
 
-def _choose(candidates: Sequence[MetadataDocument], host_header: str | None) -> MetadataDocument | None:
+def choose_document(
+    candidates: Sequence[MetadataDocument], host_header: str | None
+) -> MetadataDocument | None:
     """One document per path is the common case; several (one per host) are told apart by Host."""
     if len(candidates) == 1:
         return candidates[0]
@@ -104,7 +106,7 @@ def metadata_answer(
 ) -> web.Response:
     """The answer at a reserved well-known path (``path`` is normalised); 404 for unknown resources."""
     key = path.rstrip("/") if path != "/" else path
-    doc = _choose(published.get(key, ()), request.headers.get("Host"))
+    doc = choose_document(published.get(key, ()), request.headers.get("Host"))
     if doc is None:
         raise NotFound("no protected resource metadata at this URL")
     cors = {"Access-Control-Allow-Origin": "*"}

@@ -7,9 +7,13 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from gateway.app import swap_runtime
+from gateway.config import parse_config
+from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.idp import IdP, IdPFactory
 from tests.integration.test_bearer import bearer, ready
@@ -222,3 +226,16 @@ async def test_bearer_or_session_routes_point_api_clients_at_the_metadata(
     tokens = await provider.obtain_tokens("alice", SCOPE, extra={"resource": OTHER})
     other = await client.get("/mcp", headers=bearer(tokens["access_token"]))
     assert other.status == 401  # the resource rule holds for bearer tokens on this mode too
+
+
+async def test_a_reload_publishes_the_new_document(
+    make_gateway: GatewayFactory, upstream: Upstream, provider: IdP
+) -> None:
+    client = await gateway(make_gateway, provider, upstream)
+    first = await client.get("/.well-known/oauth-protected-resource/mcp")
+    cfg = parse_config(yaml.safe_dump(config(provider, upstream, scopes=["api:read", "api:write"])), env={})
+    old = await swap_runtime(client.app, cfg)
+    await old.close(client.app[RUNTIME].current)
+    second = await client.get("/.well-known/oauth-protected-resource/mcp")
+    assert (await second.json())["scopes_supported"] == ["api:read", "api:write"]
+    assert second.headers["ETag"] != first.headers["ETag"]

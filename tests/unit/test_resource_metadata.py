@@ -15,7 +15,7 @@ from gateway.config import parse_config
 from gateway.config.resource import check_resource_url, is_reserved_path, metadata_path, metadata_url
 from gateway.errors import ConfigError, InvalidToken
 from gateway.models import Principal
-from gateway.web.resource_metadata import documents, require_resource
+from gateway.web.resource_metadata import choose_document, documents, require_resource
 
 RESOURCE = "https://mcp.example.com/mcp"
 
@@ -185,3 +185,18 @@ def test_a_token_for_another_resource_is_refused(aud: Any) -> None:
 
 def test_no_resource_no_rule() -> None:
     require_resource(principal(None), None)
+
+
+def test_two_hosts_may_share_a_path_and_host_picks_the_document() -> None:
+    a = route("a", resource="https://a.example.com/mcp", audience="https://a.example.com/mcp")
+    b = route("b", "/mcp2", resource="https://b.example.com/mcp", audience="https://b.example.com/mcp")
+    a["match"]["host"], b["match"]["host"] = "a.example.com", "b.example.com"
+    cfg = parse_config(config(a, b), env={})
+    docs = documents(cfg.routes, {"main": "https://idp.example.com"})[
+        "/.well-known/oauth-protected-resource/mcp"
+    ]
+    assert choose_document(docs, "B.example.com:443") is not None
+    assert choose_document(docs, "B.example.com:443").resource == "https://b.example.com/mcp"  # type: ignore[union-attr]
+    assert choose_document(docs, "a.example.com").resource == "https://a.example.com/mcp"  # type: ignore[union-attr]
+    assert choose_document(docs, "c.example.com") is None  # ambiguous without a matching host: 404
+    assert choose_document(docs, None) is None
