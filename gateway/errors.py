@@ -118,6 +118,7 @@ class AuthError(GatewayError):
         self.scope = tuple(scope)
         # Set on routes that accept DPoP (RFC 9449 §7.1): the challenge then offers the DPoP scheme.
         self.dpop: DPoPChallenge | None = None
+        self.resource_metadata: str | None = None  # RFC 9728 §5.1: set on routes with auth.resource
 
 
 class MissingCredentials(AuthError):
@@ -189,6 +190,7 @@ class LoginRequired(GatewayError):
     code = "login_required"
     message = "a login session is required"
     login_url = ""  # set for a session route on another host: public_url's login (DESIGN §8)
+    resource_metadata: str | None = None  # bearer_or_session routes with auth.resource (RFC 9728 §5.1)
 
 
 class StepUpRequired(LoginRequired):

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from gateway.config.resource import is_reserved_path, metadata_path
 from gateway.config.schema import GatewayConfig, RouteConfig
 from gateway.errors import GatewayError, InsufficientUserAuthentication, PathRejected
 from gateway.models import Principal, StepUp
 from gateway.oidc.claims import build_principal
 from gateway.policy import RoutePolicy, evaluate
 from gateway.routing import Match, RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
+from gateway.web.resource_metadata import require_resource
 
 
 @dataclass
@@ -99,9 +101,11 @@ async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Pr
                 from gateway.errors import ProviderUnavailable
 
                 raise ProviderUnavailable(detail="provider metadata could not be loaded")
-            return await provider.verify_access_token(
+            principal = await provider.verify_access_token(
                 token, validation=route.auth.validation, audience=route.auth.audience
             )
+            require_resource(principal, route.auth.resource)  # RFC 8707, as the handler checks it
+            return principal
         finally:
             await provider.close()
 
@@ -127,6 +131,12 @@ def explain(
         out.add("verdict", "DENY (400 invalid_request)")
         return out
     out.add("normalised", path)
+    if is_reserved_path(path):
+        out.add("route", "(the gateway's RFC 9728 protected-resource metadata, never proxied)")
+        published = {metadata_path(r.auth.resource) for r in cfg.routes if r.auth.resource}
+        out.allowed = path.rstrip("/") in published
+        out.add("verdict", "ALLOW (served by the gateway)" if out.allowed else "DENY (404 not_found)")
+        return out
     if path == "/oauth2" or path.startswith("/oauth2/"):
         out.add("route", "(the gateway's own /oauth2/ endpoints)")
         out.add("verdict", "ALLOW (served by the gateway)")
@@ -167,6 +177,8 @@ def explain(
             detail += f", audience {auth.audience}"
         if auth.dpop != "allowed":  # the default is left unsaid
             detail += f", dpop {auth.dpop}"
+        if auth.resource:
+            detail += f", resource {auth.resource} (aud must hold it too)"
     out.add("auth", detail)
     out.add("requires", _requirements(route, method))
     principal: Principal | None = None
@@ -181,6 +193,11 @@ def explain(
     elif claims is not None:
         principal = principal_from_claims(claims)
         out.add("claims", f"given: sub {principal.subject or '(none)'}")
+        try:
+            require_resource(principal, auth.resource)
+        except GatewayError as exc:
+            out.add("verdict", f"DENY ({exc.status} {exc.code}): {exc.detail}")
+            return out
     if principal is None:
         out.add("verdict", "DENY (401: no credentials given; pass --claims JSON or --token TOKEN)")
         return out

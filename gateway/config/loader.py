@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.config.resource import resource_problems
 from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
 from gateway.config.suggest import suggestion
 from gateway.config.tls import tls_problems
@@ -138,7 +139,7 @@ def parse_config(
 
 
 def _rule_problems(parts: ConfigParts) -> list[ConfigProblem]:
-    return cross_field_problems(parts) + trust_problems(parts)
+    return cross_field_problems(parts) + trust_problems(parts) + resource_problems(parts)
 
 
 def _parse_path(path: str) -> tuple[str | int, ...]:

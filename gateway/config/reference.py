@@ -287,7 +287,18 @@ _CROSS_FIELD = _markdown_table(
         ),
         (
             "`routes[i].match.path_prefix`",
-            "`/oauth2` and everything under `/oauth2/` are reserved for the gateway's own endpoints.",
+            "`/oauth2` and everything under `/oauth2/` are reserved for the gateway's own endpoints; so "
+            "are `/.well-known/oauth-protected-resource` and everything under it (RFC 9728 metadata).",
+        ),
+        (
+            "`routes[i].auth.resource`",
+            "Only on `bearer` and `bearer_or_session` routes. An absolute `https://` URL (plain `http://` "
+            "only on loopback) without query, fragment or userinfo, with a normalised path. Routes that "
+            "publish at the same metadata URL must name the same resource and provider.",
+        ),
+        (
+            "`routes[i].auth.audience`",
+            '`"*"` is refused beside `resource`: the token\'s `aud` must hold the resource anyway.',
         ),
         (
             "`routes[i].auth.provider`",
@@ -428,6 +439,12 @@ _NOTES: dict[str, str] = {
   on `bearer` and `bearer_or_session` routes, so that ID tokens, refresh tokens and other APIs' tokens
   are refused; `"*"` accepts any audience (a warning at start). Session routes do not check it. See
   [security.md](security.md#configuration-rules).
+- `resource` (RFC 9728, RFC 8707): bearer tokens must hold **both** `audience` and `resource` in `aud`;
+  with a provider that puts the resource indicator in `aud` (oidc-provider, Keycloak with an audience
+  mapper, Entra ID v1 tokens) set `audience` to the same URL. The gateway answers
+  `GET /.well-known/oauth-protected-resource<path of resource>` itself and every challenge of the route
+  names that URL as `resource_metadata`. See
+  [protected-resource-metadata.md](protected-resource-metadata.md).
 - On every route but `public` the client's `Authorization` header is removed; the gateway sets its own
   when `forward_token` is true (on session routes: the session's current access token).
 - An `access_token` in the query string, or in a form body (`application/x-www-form-urlencoded`

@@ -394,6 +394,12 @@ class AuthConfig(_Model):
         description="Bearer tokens: a value their `aud` must contain. Required on `bearer` and "
         '`bearer_or_session` routes; `"*"` accepts any audience (a warning at start).',
     )
+    resource: str | None = Field(
+        None,
+        description="Bearer routes: the RFC 9728 resource identifier (an absolute https URL, the one "
+        "clients call), published at /.well-known/oauth-protected-resource/<its path> and named in 401 "
+        "challenges; tokens' `aud` must contain it (RFC 8707) as well as `audience`.",
+    )
     scopes: list[str] = Field(default_factory=list, description="Scopes all required.")
     scopes_by_method: dict[str, list[str]] | None = Field(
         None, description='Scopes per method; "*" for the others. Exclusive with `scopes`.'

@@ -45,12 +45,14 @@ def trust_problems(parts: ConfigParts) -> list[ConfigProblem]:
     for i, route in parts.routes:
         auth = route.auth
         if auth.mode in ("bearer", "bearer_or_session") and auth.audience is None:
+            # With auth.resource both must be in aud (config/resource.py): usually the same value.
+            hint = f"; with auth.resource usually {auth.resource!r} (aud holds both)" if auth.resource else ""
             problems.append(
                 ConfigProblem(
                     f"routes[{i}].auth.audience",
                     f"required on {auth.mode} routes: the value the provider puts in this API's tokens' "
                     "`aud`, so that ID tokens, refresh tokens and other APIs' tokens are refused; "
-                    f'"{ANY_AUDIENCE}" accepts any audience',
+                    f'"{ANY_AUDIENCE}" accepts any audience{hint}',
                 )
             )
     server, sessions = parts.server, parts.sessions

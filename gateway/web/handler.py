@@ -36,6 +36,7 @@ from gateway.web.credentials import Credential, extract_bearer, header_token
 from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
+from gateway.web.resource_metadata import is_reserved_path, metadata_answer, require_resource
 from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.session_sockets import session_websocket
@@ -75,8 +76,8 @@ async def decide(
     path = normalise_path(original.raw_path)
     state.path = path
     state.query = original.query
-    if path == "/oauth2" or path.startswith("/oauth2/"):
-        return Verdict(path, None)
+    if path == "/oauth2" or path.startswith("/oauth2/") or is_reserved_path(path):
+        return Verdict(path, None)  # the gateway's own: /oauth2/ and RFC 9728 metadata, never proxied
     # 404, 405 (no method fall-through to a shorter prefix) or 400 (case-ambiguous): DESIGN §7.
     found = rt.routes.resolve(split_host(original.host), path, original.method)
     route = found.value
@@ -97,8 +98,10 @@ async def decide(
             )
             state.user = principal.subject
             authorise(route, principal, original.method, state, now=rt.clock())
-        except AuthError as exc:
-            exc.dpop = dpop_check.challenge(route, request.headers.getall("Authorization", ()))
+        except (AuthError, LoginRequired) as exc:
+            exc.resource_metadata = route.resource_metadata  # RFC 9728 §5.1: on every challenge
+            if isinstance(exc, AuthError):
+                exc.dpop = dpop_check.challenge(route, request.headers.getall("Authorization", ()))
             raise
     return Verdict(path, route, found.depth, principal, credential)
 
@@ -123,6 +126,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise
     route = verdict.route
     if route is None:
+        if is_reserved_path(verdict.path):
+            state.route = "resource_metadata"
+            return metadata_answer(request, verdict.path, rt.resource_documents)
         state.route = "oauth2"
         return await oauth2.dispatch(request, rt, verdict.path)
     path, principal, credential = verdict.path, verdict.principal, verdict.credential
@@ -208,6 +214,7 @@ async def authenticate(
                 principal = await provider.verify_access_token(
                     credential.token, validation=route.validation, audience=route.audience
                 )
+                require_resource(principal, route.resource)  # RFC 8707: aud holds audience and resource
                 if credential.carrier != "dpop":
                     dpop_check.check_plain(route, principal)
                 else:  # the proof names the original request, also behind forward-auth (DESIGN §8)

@@ -45,6 +45,8 @@ def www_authenticate(error: AuthError) -> str:
     if error.scope:
         attrs.append(f'scope="{" ".join(error.scope)}"')
     attrs.extend(error.challenge_params)  # RFC 9470 §3: acr_values, max_age
+    if error.resource_metadata:
+        attrs.append(f'resource_metadata="{error.resource_metadata}"')  # RFC 9728 §5.1
     dpop = error.dpop
     if dpop is None:
         return ", ".join([f'Bearer realm="{error.realm}"', *attrs])
@@ -100,7 +102,10 @@ def error_response(request: web.Request, error: GatewayError, path_qs: str) -> w
             if error.login_url:  # another host: log in on public_url (DESIGN §8 several hosts)
                 return web.Response(status=302, headers={"Location": error.login_url, **_NO_STORE})
             return login_redirect(path_qs)
-        return json_error(401, error.code, error.public_message)
+        # A bearer_or_session route with auth.resource tells API clients where to get a token.
+        pointer = f'Bearer realm="tokengate", resource_metadata="{error.resource_metadata}"'
+        challenge = {"WWW-Authenticate": pointer} if error.resource_metadata else None
+        return json_error(401, error.code, error.public_message, challenge)
     if isinstance(error, AccessDenied) and is_navigation(request):
         return html_page(
             403,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import aiohttp
 from yarl import URL
 
+from gateway.config.resource import metadata_url
 from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig, ServerConfig
 from gateway.config.tls import client_context
 from gateway.config.trust import ANY_AUDIENCE
@@ -25,6 +26,7 @@ from gateway.sessions import open_store
 from gateway.sessions.replay import open_mark_store
 from gateway.web.headers import TrustedProxies
 from gateway.web.proxy import UpstreamOptions, upstream_options
+from gateway.web.resource_metadata import MetadataDocument, documents
 
 if TYPE_CHECKING:
     from gateway.sessions import SessionStore
@@ -56,6 +58,8 @@ class CompiledRoute:
     upstream_options: UpstreamOptions
     dpop: Literal["off", "allowed", "required"] = "off"
     match_host: str | None = None  # the route's match.host: the origin a DPoP proof names (htu)
+    resource: str | None = None  # auth.resource (RFC 9728 / RFC 8707)
+    resource_metadata: str | None = None  # its metadata URL, named in the route's challenges
 
     @classmethod
     def build(
@@ -79,6 +83,8 @@ class CompiledRoute:
             allow_query_token=auth.allow_query_token,
             allow_form_token=auth.allow_form_token,
             allow_preflight=auth.allow_preflight,
+            resource=auth.resource,
+            resource_metadata=metadata_url(auth.resource) if auth.resource else None,
             # Built per runtime: a reload re-reads the upstream_tls files (renewed certificates).
             upstream_options=upstream_options(
                 connect=server.upstream_connect_timeout.total_seconds(),
@@ -164,6 +170,7 @@ class Runtime:
     clock: Callable[[], float] = time.time
     compiled: tuple[CompiledRoute, ...] = field(default=())
     marks: SessionStore | None = None  # one-time marks (DPoP jti): the session store, or one of its own
+    resource_documents: dict[str, tuple[MetadataDocument, ...]] = field(default_factory=dict)  # RFC 9728
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -269,6 +276,7 @@ def build_runtime(
         clock=clock,
         compiled=compiled,
         marks=marks,
+        resource_documents=documents(cfg.routes, {n: p.issuer for n, p in cfg.providers.items()}),
     )
 
 

@@ -21,6 +21,7 @@ ENV = {
     "TOKENGATE_SESSION_KEY": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA",
 }
 ALICE = {"sub": "alice", "scope": "api:read api:write", "groups": ["admins"], "email": "alice@example.com"}
+MCP_CALLER = {"sub": "alice", "scope": "mcp:tools", "aud": "https://mcp.example.com/mcp"}
 BOB = {"sub": "bob", "scope": "api:read", "groups": ["staff"], "email": "bob@example.org"}
 
 CASES = [
@@ -39,6 +40,24 @@ CASES = [
     ("browser-app", "admin-allowed", "GET", "/admin/users", ALICE, 0),
     ("browser-app", "static", "GET", "/static/app.js", None, 0),
     ("demo", "api-whoami", "GET", "/api/whoami", ALICE, 0),
+    (
+        "mcp-server",
+        "metadata",
+        "GET",
+        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+        None,
+        0,
+    ),
+    ("mcp-server", "token-for-the-resource", "POST", "/mcp", MCP_CALLER, 0),
+    ("mcp-server", "metadata-unknown", "GET", "/.well-known/oauth-protected-resource/other", None, 1),
+    (
+        "mcp-server",
+        "token-for-another-resource",
+        "POST",
+        "/mcp",
+        {**MCP_CALLER, "aud": "https://other.example/api"},
+        1,
+    ),
 ]
 
 

@@ -16,6 +16,12 @@
 //                                  jwt format: every token request gets an access token for this resource
 //                                  (no `resource` parameter needed). opaque format: tokens carry no `aud`
 //                                  unless the client sends resource=<indicator> in the authorization request.
+//   IDP_EXTRA_RESOURCES            comma-separated absolute URIs of further resource servers (RFC 8707): a
+//                                  client sending resource=<one of them> gets tokens whose `aud` is that
+//                                  URI (the default resource above is unchanged). Tests of a token minted
+//                                  for another resource use it.
+//   IDP_REGISTRATION               "1" enables dynamic client registration (RFC 7591, features.registration:
+//                                  open, no initial access token) at /reg, published as registration_endpoint
 //   IDP_CLIENTS                    JSON array of oidc-provider client metadata (replaces the default clients)
 //   IDP_REDIRECT_URIS              comma-separated (default http://127.0.0.1:8080/oauth2/callback)
 //   IDP_POST_LOGOUT_REDIRECT_URIS  comma-separated (default: "<origin>/" of each redirect URI)
@@ -116,6 +122,9 @@ const audience = process.env.IDP_RESOURCE || 'api';
 const resourceIndicator = isAbsoluteUri(audience) ? audience : `urn:tokengate:resource:${audience}`;
 const resourceScopes = 'api:read api:write';
 const discoveryEnabled = process.env.IDP_DISCOVERY !== '0';
+const extraResources = listEnv('IDP_EXTRA_RESOURCES', []);
+for (const uri of extraResources) if (!isAbsoluteUri(uri)) fail(`IDP_EXTRA_RESOURCES: ${uri} is not an absolute URI`);
+const registrationEnabled = process.env.IDP_REGISTRATION === '1';
 const accountClaims = jsonEnv('IDP_ACCOUNT_CLAIMS', {});
 const acrValues = listEnv('IDP_ACR_VALUES', []);
 const acrReprompt = process.env.IDP_ACR_REPROMPT !== '0';
@@ -324,6 +333,7 @@ const configuration = {
     // RFC 9449: off by default in 8.x (on in v9); a DPoP header at /token binds the tokens (cnf.jkt).
     dPoP: { enabled: true },
     clientCredentials: { enabled: false },
+    registration: { enabled: registrationEnabled },
     resourceIndicators: {
       enabled: true,
       // jwt format: the resource is implied by every authorization request (and so every token request).
@@ -335,10 +345,11 @@ const configuration = {
         return true;
       },
       async getResourceServerInfo(ctx, indicator) {
-        if (indicator !== resourceIndicator) throw new errors.InvalidTarget();
+        const extra = extraResources.includes(indicator);
+        if (indicator !== resourceIndicator && !extra) throw new errors.InvalidTarget();
         return {
           scope: resourceScopes,
-          audience,
+          audience: extra ? indicator : audience,
           accessTokenTTL,
           accessTokenFormat,
           jwt: { sign: { alg: 'RS256' } },
