@@ -27,6 +27,7 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
 from tests.fixtures.idp import IdP, IdPFactory, loopback_session
+from tests.support.challenges import with_dpop
 from tests.support.net import free_port
 
 # The client's redirect URI: never contacted (the test reads the code from the provider's redirect).
@@ -177,7 +178,7 @@ async def test_mcp_sdk_client_discovers_logs_in_and_calls_a_tool(
     # 1. The first MCP request is refused with the RFC 9728 pointer ...
     assert seen[0] == ("POST", server_url, 401)
     metadata = f"{gateway_origin}/.well-known/oauth-protected-resource/mcp"
-    assert challenges == [f'Bearer realm="tokengate", resource_metadata="{metadata}"']
+    assert challenges == [with_dpop(f'Bearer realm="tokengate", resource_metadata="{metadata}"')]
     # 2. ... which the client follows to the gateway's metadata document,
     assert seen[1] == ("GET", metadata, 200)
     # 3. then the provider's metadata (RFC 8414 first: 404 here; then OIDC discovery),

@@ -17,6 +17,7 @@ from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.idp import IdP, IdPFactory
 from tests.integration.test_bearer import bearer, ready
+from tests.support.challenges import with_dpop
 from tests.support.upstream import Upstream
 
 RESOURCE = "https://mcp.example.com/mcp"
@@ -82,7 +83,7 @@ async def test_token_for_another_resource_is_refused(
     before = len(upstream.seen)
     resp = await client.post("/mcp", headers=bearer(tokens["access_token"]))
     assert resp.status == 401
-    assert resp.headers["WWW-Authenticate"] == (
+    assert resp.headers["WWW-Authenticate"] == with_dpop(
         'Bearer realm="tokengate", error="invalid_token", error_description="the access token is invalid", '
         f'resource_metadata="{METADATA_URL}"'
     )
@@ -182,16 +183,16 @@ async def test_every_challenge_names_the_metadata(
     pointer = f'resource_metadata="{METADATA_URL}"'
     missing = await client.get("/mcp")
     assert missing.status == 401
-    assert missing.headers["WWW-Authenticate"] == f'Bearer realm="tokengate", {pointer}'
+    assert missing.headers["WWW-Authenticate"] == with_dpop(f'Bearer realm="tokengate", {pointer}')
     garbage = await client.get("/mcp", headers=bearer("not-a-token"))
     assert garbage.status == 401
-    assert garbage.headers["WWW-Authenticate"].endswith(pointer)
+    assert garbage.headers["WWW-Authenticate"].endswith(with_dpop(pointer))
     scope = await client.get("/mcp", headers=bearer(tokens["access_token"]))
     assert scope.status == 403
-    assert scope.headers["WWW-Authenticate"].endswith(f'scope="api:write", {pointer}')
+    assert scope.headers["WWW-Authenticate"].endswith(with_dpop(f'scope="api:write", {pointer}'))
     plain = await client.get("/plain")  # a bearer route without auth.resource: no pointer
     assert plain.status == 401
-    assert plain.headers["WWW-Authenticate"] == 'Bearer realm="tokengate"'
+    assert plain.headers["WWW-Authenticate"] == with_dpop('Bearer realm="tokengate"')
 
 
 async def test_forward_auth_challenges_name_the_metadata_too(
@@ -204,7 +205,9 @@ async def test_forward_auth_challenges_name_the_metadata_too(
     original = {"X-Original-URI": "/mcp", "X-Original-Method": "POST", "X-Forwarded-Host": "mcp.example.com"}
     resp = await client.get("/oauth2/auth", headers=original)
     assert resp.status == 401
-    assert resp.headers["WWW-Authenticate"] == f'Bearer realm="tokengate", resource_metadata="{METADATA_URL}"'
+    assert resp.headers["WWW-Authenticate"] == with_dpop(
+        f'Bearer realm="tokengate", resource_metadata="{METADATA_URL}"'
+    )
     tokens = await provider.obtain_tokens("alice", SCOPE, extra={"resource": RESOURCE})
     allowed = await client.get("/oauth2/auth", headers={**original, **bearer(tokens["access_token"])})
     assert allowed.status == 200

@@ -23,6 +23,7 @@ from gateway.web.state import RUNTIME
 from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup
 from tests.fixtures.step_up import ACR, MFA, follow_to_provider, query_of, step_up_routes
+from tests.support.challenges import with_dpop
 from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"
@@ -118,7 +119,7 @@ async def test_wrong_acr_gets_insufficient_user_authentication(
     token = await access_token(idp, "pw")  # acr "pwd"
     resp = await client.get("/api/x", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401
-    assert resp.headers["WWW-Authenticate"] == CHALLENGE_ACR
+    assert resp.headers["WWW-Authenticate"] == with_dpop(CHALLENGE_ACR)
     assert (await resp.json())["error"] == "insufficient_user_authentication"
     assert upstream.seen == []
 
@@ -149,7 +150,7 @@ async def test_old_auth_time_gets_max_age(
     )
     resp = await later.get("/api/x", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401, await resp.text()
-    assert resp.headers["WWW-Authenticate"] == (
+    assert resp.headers["WWW-Authenticate"] == with_dpop(
         'Bearer realm="tokengate", error="insufficient_user_authentication", '
         'error_description="a more recent authentication is required", acr_values="mfa", max_age=900'
     )
@@ -170,7 +171,7 @@ async def test_only_max_age_challenge_has_no_acr_values(
     resp = await client.get("/api/x", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401
     assert resp.headers["WWW-Authenticate"].endswith(
-        'error_description="a more recent authentication is required", max_age=60'
+        with_dpop('error_description="a more recent authentication is required", max_age=60')
     )
 
 
@@ -351,7 +352,7 @@ async def test_forward_auth_reads_the_same_decision(
         proxy.get(setup.url + "/oauth2/auth", headers=bearer) as resp,
     ):
         assert resp.status == 401
-        assert resp.headers["WWW-Authenticate"] == (
+        assert resp.headers["WWW-Authenticate"] == with_dpop(
             'Bearer realm="tokengate", error="insufficient_user_authentication", '
             'error_description="a different authentication level is required", acr_values="mfa"'
         )
