@@ -90,7 +90,15 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None) -> GatewayConfig:
     """Parse YAML text into a validated config, or raise ConfigError with every problem found."""
-    env = os.environ if env is None else env
+    try:
+        return _parse_config(text, source, os.environ if env is None else env)
+    except RecursionError:
+        # An anchor that contains itself (`a: &x [*x]`) or nesting thousands deep: no config looks so.
+        problem = ConfigProblem("", "invalid YAML: nested too deeply, or an anchor refers to itself")
+        raise ConfigError([problem], source) from None
+
+
+def _parse_config(text: str, source: str, env: Mapping[str, str]) -> GatewayConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

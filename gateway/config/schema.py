@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -70,9 +71,19 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 def _check_http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value):
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value) or not _host_and_port_ok(value):
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
     return value  # unchanged: an issuer must match the provider's spelling exactly (Auth0 ends in "/")
+
+
+def _host_and_port_ok(value: str) -> bool:
+    # "http://[::1", "http://:80" and "http://x:99999" pass the pattern but no HTTP client can use them.
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError when out of range
+    except ValueError:
+        return False
+    return bool(parts.hostname) and port != 0
 
 
 def _check_origin(value: str) -> str:
