@@ -190,7 +190,22 @@ def session_id_from(request: web.Request, rt: Runtime) -> str | None:
     value = request.cookies.get(rt.cookies.name)
     if not value or len(value) > 128:
         return None
+    if _ambiguous(request.headers.getall("Cookie", ()), rt.cookies.name):
+        return None
     return value
+
+
+def _ambiguous(headers: list[str], name: str) -> bool:
+    """Two different values under the session cookie's name (in one Cookie line or several): a cookie
+    tossed in from a sibling host or a narrower Path (RFC 6265 §8.6). Either could be an attacker's
+    session, so neither is used: the browser logs in again rather than act as someone else."""
+    values = {
+        value.strip().strip('"')
+        for header in headers
+        for key, sep, value in (part.partition("=") for part in header.split(";"))
+        if sep and key.strip() == name
+    }
+    return len(values) > 1
 
 
 async def session_principal(

@@ -4,6 +4,7 @@ session routes on the real provider, readiness, raw HTTP/1.1 requests, and upstr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -70,16 +71,21 @@ async def tokens_for(idp: IdP, validate: str, login: str = "alice") -> dict[str,
 
 
 async def raw_request(client: TestClient, head: bytes, body: bytes = b"") -> tuple[int, bytes]:  # type: ignore[type-arg]
-    """Send one HTTP/1.1 request exactly as written (no client library tidying it); (status, raw answer)."""
+    """Send one HTTP/1.1 request exactly as written (no client library tidying it); (status, raw answer),
+    status 0 when the server reset the connection without an answer."""
     server = client.server
     reader, writer = await asyncio.open_connection(server.host, server.port)
+    answer = b""
     try:
         writer.write(head + body)
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(1 << 20), timeout=10)
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # the server cut the connection while we were still sending: status 0 unless it answered
     finally:
         writer.close()
-        await writer.wait_closed()
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.wait_closed()
     status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
     return status, answer
 
