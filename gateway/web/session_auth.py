@@ -190,7 +190,7 @@ def session_id_from(request: web.Request, rt: Runtime) -> str | None:
     value = request.cookies.get(rt.cookies.name)
     if not value or len(value) > 128:
         return None
-    if _ambiguous(request.headers.getall("Cookie", ()), rt.cookies.name):
+    if _ambiguous(request.headers.getall("Cookie", []), rt.cookies.name):
         return None
     return value
 
