@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 
 from aiohttp import web
 
@@ -198,13 +199,11 @@ def session_id_from(request: web.Request, rt: Runtime) -> str | None:
 def _ambiguous(headers: list[str], name: str) -> bool:
     """Two different values under the session cookie's name (in one Cookie line or several): a cookie
     tossed in from a sibling host or a narrower Path (RFC 6265 §8.6). Either could be an attacker's
-    session, so neither is used: the browser logs in again rather than act as someone else."""
-    values = {
-        value.strip().strip('"')
-        for header in headers
-        for key, sep, value in (part.partition("=") for part in header.split(";"))
-        if sep and key.strip() == name
-    }
+    session, so neither is used: the browser logs in again rather than act as someone else. The scan
+    is looser than any cookie parser (``;``, ``,`` and spaces all separate), so no parser's choice
+    between two values can slip past it."""
+    pattern = re.compile(r"(?:^|[\s;,])" + re.escape(name) + r"\s*=\s*\"?([^\";,\s]*)")
+    values = {found.group(1) for header in headers for found in pattern.finditer(header)}
     return len(values) > 1
 
 
