@@ -86,6 +86,13 @@ def _host_and_port_ok(value: str) -> bool:
     return bool(parts.hostname) and port != 0
 
 
+def _cidr_texts(value: Any) -> Any:
+    # YAML `[no]` or `[0]` would otherwise become 0.0.0.0/32: a network nobody meant to trust.
+    if isinstance(value, list) and any(not isinstance(v, str) for v in value):
+        raise ValueError("each entry must be a CIDR written as text, such as 10.0.0.0/8")
+    return value
+
+
 def _check_origin(value: str) -> str:
     value = _check_http_url(value).rstrip("/")
     if value.count("/") > 2:
@@ -148,7 +155,9 @@ class ServerConfig(_Model):
         "Required when any route uses sessions.",
     )
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the listening port (SO_REUSEPORT).")
-    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+    trusted_proxies: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], BeforeValidator(_cidr_texts)
+    ] = Field(
         default_factory=list,
         description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
     )

@@ -77,6 +77,7 @@ structures = st.recursive(
 @example("--- {}\n--- {}\n")
 @example("server: !!python/object/apply:os.system [id]")
 @example("\ufeffserver: {}")
+@example("server: {trusted_proxies: [no, 0]}")
 @example("routes: [{name: a, match: {path_prefix: /}, upstream: 'http://[::1', auth: {mode: public}}]")
 def test_fuzz_config_any_text(text: str) -> None:
     """Hostile config text (recursive anchors, deep nesting, tags, junk): only ConfigError, never a crash."""

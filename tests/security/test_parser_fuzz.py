@@ -97,7 +97,7 @@ def test_fuzz_cookie_header_and_session_id(pairs: list[tuple[str, str]], sep: st
     if session_id is not None:
         # Never a choice between two sessions: every value given under the name is this one.
         tokens = [t.partition("=") for t in re.split(r"[;,\s]+", header)]
-        given = {value.strip('"') for name, _, value in tokens if name == SESSION}
+        given = {value.strip('"') for name, sep, value in tokens if sep and name == SESSION}
         assert len(given) <= 1, (header, session_id)
 
 
