@@ -24,6 +24,7 @@ from gateway.web.runtime import Runtime
 log = logging.getLogger("tokengate.sessions")
 
 _LOCK_WAIT = 15.0
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def principal_from_session(session: Session) -> Principal:
@@ -189,8 +190,8 @@ def _expired(session: Session, now: float) -> bool:
 
 def session_id_from(request: web.Request, rt: Runtime) -> str | None:
     value = request.cookies.get(rt.cookies.name)
-    if not value or len(value) > 128:
-        return None
+    if not value or len(value) > 128 or not _SESSION_ID.match(value):
+        return None  # ids are URL-safe base64 (secrets.token_urlsafe): anything else is not one
     if _ambiguous(request.headers.getall("Cookie", []), rt.cookies.name):
         return None
     return value
