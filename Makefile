@@ -46,6 +46,11 @@ test: setup lint ## Lint, then every test tier, then the deployment checks
 unit: $(STAMP) ## Only the fast unit tests
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: fuzz
+fuzz: $(STAMP) ## Long property run (20000 examples each) of the parser, config and routing fuzzers
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/security -k 'fuzz or properties' --timeout=1800 \
+		-p no:randomly --hypothesis-show-statistics $(PYTEST_ARGS)
+
 .PHONY: run
 run: setup ## Start the demo: test provider, demo upstream and the gateway on http://127.0.0.1:8080
 	$(BIN)/python -m demo

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from gateway.errors import MethodNotAllowed, NotFound, PathRejected
 
@@ -302,16 +302,39 @@ def strip_segments(path: str, depth: int) -> str:
     return "/" + "/".join(rest)
 
 
+# What a browser does to a Location value before resolving it (WHATWG URL §4.4, "basic URL parser"):
+# strips leading C0 controls and spaces, removes every tab and newline, and reads "\\" as "/" in http(s)
+# URLs. So "/\\evil", "/\t/evil" and "\\/evil" are all "//evil": a host. A value that starts with "/"
+# and then neither "/" nor "\\", and holds no control character, stays a path on this origin.
+_REDIRECT_LIMIT = 2048
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _unsafe_redirect(candidate: str) -> bool:
+    if not candidate.startswith("/") or candidate.startswith(("//", "/\\")):
+        return True
+    if "\\" in candidate or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in candidate):
+        return True  # C1 controls too: some clients decode the header as Latin-1
+    path = candidate.split("?", 1)[0].split("#", 1)[0]
+    segments = path.split("/")
+    if ":" in segments[1]:
+        return True  # "/javascript:..." is harmless as a path, but nothing legitimate needs it
+    # Dot segments: "/.//evil" and "/a/..//evil" resolve to the path "//evil", which is a host again
+    # for anything that re-reads the path as a URL; the gateway's own paths never hold them.
+    return any(seg in (".", "..") for seg in segments)
+
+
 def safe_redirect_path(rd: str | None) -> str:
     """``rd`` only as a path on this origin (DESIGN §3): no scheme, no ``//host``, no ``\\``, no
-    control characters, also after percent-decoding; anything else becomes ``/``."""
-    if not rd or len(rd) > 2048:
+    control characters and no dot segments, also after one and two percent-decodings; anything else
+    becomes ``/``. Spaces and non-ASCII are percent-encoded (UTF-8, as browsers do), so the Location
+    header is plain ASCII that every client reads alike."""
+    if not rd or len(rd) > _REDIRECT_LIMIT:
         return "/"
-    for candidate in (rd, unquote(rd), unquote(unquote(rd))):
-        if not candidate.startswith("/") or candidate.startswith(("//", "/\\")):
+    once = unquote(rd)
+    for candidate in (rd, once, unquote(once)):
+        if _unsafe_redirect(candidate):
             return "/"
-        if "\\" in candidate or any(ord(c) < 0x20 or ord(c) == 0x7F for c in candidate):
-            return "/"
-        if ":" in candidate.split("/", 2)[1]:
-            return "/"  # "/javascript:..." is harmless as a path, but nothing legitimate needs it
+    if not rd.isascii() or " " in rd:
+        rd = quote(rd, safe=_PRINTABLE_ASCII)
     return rd

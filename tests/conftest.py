@@ -1,4 +1,5 @@
-"""Fixtures shared by every tier; the real peers live in tests/fixtures/."""
+"""Fixtures shared by every tier; the real peers live in tests/fixtures/. Hypothesis profiles: "default"
+(300 examples per property, in `make test`) and "fuzz" (20000, `make fuzz`), chosen by HYPOTHESIS_PROFILE."""
 
 import os
 

@@ -98,7 +98,15 @@ def parse_config(
 ) -> GatewayConfig:
     """Parse YAML text into a validated config, or raise ConfigError with every problem found. With
     ``check_files`` (check-config, start, reload), the TLS files it names must exist and parse too."""
-    env = os.environ if env is None else env
+    try:
+        return _parse_config(text, source, os.environ if env is None else env, check_files)
+    except RecursionError:
+        # An anchor that contains itself (`a: &x [*x]`) or nesting thousands deep: no config looks so.
+        problem = ConfigProblem("", "invalid YAML: nested too deeply, or an anchor refers to itself")
+        raise ConfigError([problem], source) from None
+
+
+def _parse_config(text: str, source: str, env: Mapping[str, str], check_files: bool) -> GatewayConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

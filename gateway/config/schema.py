@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -90,9 +91,26 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 def _check_http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value):
+    if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value) or not _host_and_port_ok(value):
         raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
     return value  # unchanged: an issuer must match the provider's spelling exactly (Auth0 ends in "/")
+
+
+def _host_and_port_ok(value: str) -> bool:
+    # "http://[::1", "http://:80" and "http://x:99999" pass the pattern but no HTTP client can use them.
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError when out of range
+    except ValueError:
+        return False
+    return bool(parts.hostname) and port != 0
+
+
+def _cidr_texts(value: Any) -> Any:
+    # YAML `[no]` or `[0]` would otherwise become 0.0.0.0/32: a network nobody meant to trust.
+    if isinstance(value, list) and any(not isinstance(v, str) for v in value):
+        raise ValueError("each entry must be a CIDR written as text, such as 10.0.0.0/8")
+    return value
 
 
 def _check_origin(value: str) -> str:
@@ -188,7 +206,9 @@ class ServerConfig(_Model):
         "Required when any route uses sessions.",
     )
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the listening port (SO_REUSEPORT).")
-    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+    trusted_proxies: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], BeforeValidator(_cidr_texts)
+    ] = Field(
         default_factory=list,
         description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
     )

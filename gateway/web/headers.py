@@ -102,12 +102,31 @@ class TrustedProxies:
         return any(addr in net for net in self._networks)
 
 
+def cookie_key(name: str) -> str:
+    """A cookie name as lenient upstream frameworks and browsers may equate it: letter case and the
+    ``__Host-``/``__Secure-`` prefixes (RFC 6265bis §4.1.3) do not make it another cookie."""
+    key = name.strip().lower()
+    for prefix in ("__host-", "__secure-"):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def mentions_cookies(header: str, names: frozenset[str], prefix: str) -> bool:
+    """Cheap pre-check: may ``header`` hold one of the gateway's cookies, in any spelling?"""
+    lowered = header.lower()
+    return cookie_key(prefix) in lowered or any(cookie_key(n) in lowered for n in names)
+
+
 def strip_cookies(header: str, names: frozenset[str], prefix: str) -> str | None:
-    """Remove the gateway's cookies from a ``Cookie`` header; None when nothing is left."""
+    """Remove the gateway's cookies, in every spelling of their names, from a ``Cookie`` header; None
+    when nothing is left."""
+    keys = {cookie_key(n) for n in names}
+    login_key = cookie_key(prefix)
     kept = []
     for part in header.split(";"):
-        name = part.split("=", 1)[0].strip()
-        if name in names or name.startswith(prefix):
+        key = cookie_key(part.split("=", 1)[0])
+        if key in keys or key.startswith(login_key):
             continue
         if part.strip():
             kept.append(part.strip())
@@ -142,7 +161,7 @@ def request_headers_for_upstream(
             continue
         if lowered == "authorization" and drop_authorization:
             continue
-        if lowered == "cookie" and (any(n in value for n in gateway_cookies) or login_cookie_prefix in value):
+        if lowered == "cookie" and mentions_cookies(value, gateway_cookies, login_cookie_prefix):
             cleaned = strip_cookies(value, gateway_cookies, login_cookie_prefix)
             if cleaned is not None:
                 out.add(name, cleaned)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from gateway.web.runtime import Runtime
 log = logging.getLogger("tokengate.sessions")
 
 _LOCK_WAIT = 15.0
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def principal_from_session(session: Session) -> Principal:
@@ -243,9 +245,22 @@ def _expired(session: Session, now: float) -> bool:
 
 def session_id_from(request: web.Request, rt: Runtime) -> str | None:
     value = request.cookies.get(rt.cookies.name)
-    if not value or len(value) > 128:
+    if not value or len(value) > 128 or not _SESSION_ID.match(value):
+        return None  # ids are URL-safe base64 (secrets.token_urlsafe): anything else is not one
+    if _ambiguous(request.headers.getall("Cookie", []), rt.cookies.name):
         return None
     return value
+
+
+def _ambiguous(headers: list[str], name: str) -> bool:
+    """Two different values under the session cookie's name (in one Cookie line or several): a cookie
+    tossed in from a sibling host or a narrower Path (RFC 6265 §8.6). Either could be an attacker's
+    session, so neither is used: the browser logs in again rather than act as someone else. The scan
+    is looser than any cookie parser (``;``, ``,`` and spaces all separate), so no parser's choice
+    between two values can slip past it."""
+    pattern = re.compile(r"(?:^|[\s;,])" + re.escape(name) + r"\s*=\s*\"?([^\";,\s]*)")
+    values = {found.group(1) for header in headers for found in pattern.finditer(header)}
+    return len(values) > 1
 
 
 async def session_principal(
