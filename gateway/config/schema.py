@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_problems
+from gateway.config.identity import ClaimHeaders, SigningKey, identity_problems
 from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.errors import ConfigProblem
 
@@ -234,6 +235,16 @@ class ServerConfig(_Model):
         description="OpenTelemetry tracing over OTLP/HTTP; off unless this or OTEL_EXPORTER_OTLP_*ENDPOINT "
         "names a collector.",
     )
+    signing_key: SigningKey | None = Field(
+        None,
+        description="EC P-256 private key (PEM or JWK; `tokengate gen-key --signing`) that signs "
+        "X-Tokengate-Assertion (ES256); use ${ENV} substitution. Required by `identity_jwt`.",
+    )
+    previous_signing_keys: list[SigningKey] = Field(
+        default_factory=list,
+        description="Retired signing keys still published in /oauth2/jwks.json during a key rollover "
+        "(docs/identity-assertion.md); never used to sign.",
+    )
 
 
 class ProviderEndpoints(_Model):
@@ -393,6 +404,15 @@ class AuthConfig(_Model):
         description="Forward CORS preflights (OPTIONS + Origin + Access-Control-Request-Method) "
         "without credentials; OPTIONS joins `match.methods` when those are restricted.",
     )
+    claim_headers: ClaimHeaders = Field(
+        default_factory=dict,
+        description="Upstream header -> claim (dotted path for nesting); lists joined by `,`, "
+        "absent claims send no header (docs/identity-assertion.md).",
+    )
+    identity_jwt: bool = Field(
+        False,
+        description="Send `X-Tokengate-Assertion`, a JWT of the caller signed with server.signing_key.",
+    )
 
 
 class RouteConfig(_Model):
@@ -507,6 +527,7 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
     parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
     problems = _route_problems(parts)
     problems += host_problems(parts)
+    problems += identity_problems(parts)
     uses_sessions = parts.uses_sessions
     sessions, server = parts.sessions, parts.server
     if sessions is not None:

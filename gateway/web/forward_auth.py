@@ -121,14 +121,21 @@ async def verdict(request: web.Request) -> web.StreamResponse:
         if exc.detail:
             log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
         return _refusal(request, rt, state, exc, original, proto)
-    return _allowed(decided.route, decided)
+    try:
+        return _allowed(rt, decided.route, decided)
+    except GatewayError as exc:  # a claim no header can carry: 403 (DESIGN §7)
+        return _refusal(request, rt, state, exc, original, proto)
 
 
-def _allowed(route: CompiledRoute, decided: Verdict) -> web.Response:
+def _allowed(rt: Runtime, route: CompiledRoute, decided: Verdict) -> web.Response:
     headers = dict(_NO_STORE)
     principal = decided.principal
     if principal is not None:
         headers.update(identity_headers(principal, route))
+        if rt.identity is not None:
+            # claim_headers and X-Tokengate-Assertion; aud = the upstream's origin, or public_url's
+            # for routes without upstream (the service behind the proxy answers on that origin).
+            headers.update(rt.identity.headers(route.name, principal))
     return web.Response(status=200, headers=headers)
 
 

@@ -114,10 +114,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
         login_cookie_prefix=rt.cookies.login_prefix,
         drop_authorization=route.mode != "public",
         websocket=websocket,
+        claim_headers=rt.identity.strip if rt.identity is not None else frozenset(),
     )
     _set_forwarding(request, rt, route, headers, state, trusted_peer)
     if principal is not None:
         _set_identity(headers, principal, route)
+        if rt.identity is not None:
+            headers.extend(rt.identity.headers(route.name, principal))  # claim headers, assertion
     if credential.body is not None:
         headers.popall("Content-Length", None)  # the body was read (and maybe re-encoded): aiohttp sets it
     target = route.upstream_base + upstream_path

@@ -31,12 +31,13 @@ _WEBSOCKET_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
 )
 IDENTITY_PREFIX = "x-auth-request-"
+ASSERTION = "x-tokengate-assertion"  # DESIGN §8: only the gateway signs it
 
 
 def is_spoofed_identity(canonical: str) -> bool:
     """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count (the
     name given lower-cased with ``_`` as ``-``, see ``canonical_name``)."""
-    return canonical.startswith(IDENTITY_PREFIX) or canonical == "x-auth-request"
+    return canonical.startswith(IDENTITY_PREFIX) or canonical in ("x-auth-request", ASSERTION)
 
 
 def canonical_name(lowered: str) -> str:
@@ -93,8 +94,10 @@ def request_headers_for_upstream(
     login_cookie_prefix: str,
     drop_authorization: bool,
     websocket: bool = False,
+    claim_headers: frozenset[str] = frozenset(),
 ) -> CIMultiDict[str]:
-    """Copy the client's headers minus hop-by-hop, spoofed identity, gateway-set and gateway cookies."""
+    """Copy the client's headers minus hop-by-hop, spoofed identity, gateway-set and gateway cookies.
+    ``claim_headers``: every route's configured claim header names (canonical), spoofed copies too."""
     hop = connection_tokens(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
@@ -102,7 +105,7 @@ def request_headers_for_upstream(
         if lowered in HOP_BY_HOP or (hop and lowered in hop):
             continue
         canonical = canonical_name(lowered)
-        if canonical in _GATEWAY_SET or is_spoofed_identity(canonical):
+        if canonical in _GATEWAY_SET or is_spoofed_identity(canonical) or canonical in claim_headers:
             continue
         if websocket and lowered in _WEBSOCKET_HANDSHAKE:
             continue

@@ -23,6 +23,7 @@ from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
 from gateway.sessions import open_store
 from gateway.web.headers import TrustedProxies
+from gateway.web.identity import Identity
 from gateway.web.proxy import UpstreamOptions, upstream_options
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class Runtime:
     redirect_uri: str | None
     clock: Callable[[], float] = time.time
     compiled: tuple[CompiledRoute, ...] = field(default=())
+    identity: Identity | None = None  # claim headers, assertion signer and its cache (DESIGN §8)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -255,4 +257,5 @@ def build_runtime(
         redirect_uri=f"{public_url}/oauth2/callback" if public_url else None,
         clock=clock,
         compiled=compiled,
+        identity=Identity(cfg, clock),  # a reload re-reads server.signing_key
     )
