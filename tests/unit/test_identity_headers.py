@@ -249,9 +249,11 @@ def test_new_groups_are_a_new_assertion_at_once() -> None:
 def test_previous_keys_are_published_but_never_sign() -> None:
     old = pem(ec.generate_private_key(ec.SECP256R1()))
     ident = identity(Clock(), previous_signing_keys=[old])
-    assert ident.jwks is not None and ident.signer is not None
+    assert ident.jwks is not None
+    assert ident.signer is not None
     kids = [k["kid"] for k in ident.jwks["keys"]]
-    assert len(kids) == 2 and kids[0] == ident.signer.kid
+    assert len(kids) == 2
+    assert kids[0] == ident.signer.kid
     token = ident.headers("api", ALICE)[0][1]
     assert jwt.decode(token, KeySet.import_key_set(ident.jwks)).header["kid"] == ident.signer.kid
     assert all("d" not in k for k in ident.jwks["keys"])
