@@ -14,26 +14,18 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from tests.support.assertion import documented_example
+from tests.support.assertion import documented_example, new_signing_pem
 from tests.support.bearer import gateway_config, ready, route
 from tests.support.oidc_fakes import Clock, FakeProvider, claims_for, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 
 RSA = signing_key("RSA")
-SIGNING_PEM = (
-    ec.generate_private_key(ec.SECP256R1())
-    .private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    .decode()
-)
+SIGNING_PEM = new_signing_pem()
 CLAIM_HEADERS = {"X-Tenant": "tenant", "X-Auth-Request-Groups": "groups", "X-Roles": "realm_access.roles"}
 ASSERTION = "X-Tokengate-Assertion"
 
