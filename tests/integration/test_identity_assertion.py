@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,8 +15,11 @@ from aiohttp.test_utils import TestClient
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
+from tests.integration.test_forward_auth import PROXY_ADDR, forward_auth_config
 from tests.support.assertion import documented_example, new_signing_pem
 from tests.support.bearer import ready
+from tests.support.net import free_port
+from tests.support.nginx import forward_auth_server, start_nginx
 from tests.support.upstream import Upstream
 
 SIGNING_PEM = new_signing_pem()
@@ -90,3 +94,37 @@ async def test_session_route_after_login(login_setup: LoginFactory, browser: aio
     assert claims["iss"] == setup.url
     assert setup.upstream.last.header("X-Auth-Request-Groups") == "admins,staff"
     assert setup.upstream.last.all("X-Tokengate-Assertion") != ["forged"]
+
+
+async def test_forward_auth_behind_real_nginx(
+    make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP, tmp_path: Path
+) -> None:
+    """nginx copies the verdict's X-Tokengate-Assertion to the upstream (docs/forward-auth.md recipe);
+    a client's own copy is overwritten, on public routes too."""
+    port = free_port()
+    front_url = f"http://127.0.0.1:{port}"
+    cfg = forward_auth_config(idp_jwt, upstream, front_url, free_port())
+    cfg["server"]["signing_key"] = SIGNING_PEM
+    api = next(r for r in cfg["routes"] if r["name"] == "api")
+    api["auth"]["identity_jwt"] = True
+    gateway = await ready(await make_gateway(cfg))
+    block = forward_auth_server(
+        gateway=f"127.0.0.1:{gateway.server.port}", upstream=upstream.url, auth_bind=PROXY_ADDR
+    )
+    nginx = start_nginx(tmp_path, block, port=port)
+    try:
+        await verify_with_fetched_keys(front_url, front_url, upstream)  # the key set through nginx too
+        token = (await idp_jwt.obtain_tokens("alice", "openid email api:read"))["access_token"]
+        async with aiohttp.ClientSession() as http:
+            spoof = {"X-Tokengate-Assertion": "forged"}
+            resp = await http.get(front_url + "/api/x", headers={"Authorization": f"Bearer {token}", **spoof})
+            assert resp.status == 200, await resp.text()
+            resp = await http.get(front_url + "/public/x", headers=spoof)
+            assert resp.status == 200
+    finally:
+        nginx.stop()
+    (claims,) = upstream.verified  # the public request carried none, not the forged one
+    assert isinstance(claims, dict), claims
+    assert claims["sub"] == "alice"
+    assert claims["aud"] == upstream.url
+    assert upstream.last.header("X-Tokengate-Assertion") is None
