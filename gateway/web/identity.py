@@ -4,6 +4,7 @@ the signed ``X-Tokengate-Assertion`` (cached per principal and route), and ``GET
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -182,3 +183,26 @@ def jwks_response(identity: Identity | None) -> web.Response:
         headers={"Cache-Control": "public, max-age=300"},
         content_type="application/jwk-set+json",
     )
+
+
+def describe(cfg: GatewayConfig, route: RouteConfig, principal: Principal) -> list[tuple[str, str]]:
+    """What the upstream (or a forward-auth answer) would carry for ``principal``: (header, value),
+    the assertion as its claims (``tokengate explain``; no key, no signature needed). Raises UnsafeClaim."""
+    out = [("X-Auth-Request-User", _clean(principal.subject))]
+    if principal.email:
+        out.append(("X-Auth-Request-Email", _clean(principal.email)))
+    if principal.scopes:
+        out.append(("X-Auth-Request-Scopes", " ".join(sorted(principal.scopes))))
+    if route.auth.forward_token and route.upstream is None:  # a forward-auth answer's spelling
+        out.append(("X-Auth-Request-Access-Token", "<the caller's access token>"))
+    elif route.auth.forward_token:
+        out.append(("Authorization", "Bearer <the caller's access token>"))
+    settings = Identity.settings_for(route, cfg.server.public_url)
+    if settings is None:
+        return out
+    out += claim_headers(principal, settings.claim_headers)
+    if settings.audience is not None:
+        claims = assertion_claims(cfg.server.public_url or "", settings.audience, principal, 0)
+        claims.update(iat="<now>", exp="<now + 300>", jti="<random>")
+        out.append((ASSERTION_HEADER, "ES256 JWT " + json.dumps(claims)))
+    return out
