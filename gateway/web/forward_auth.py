@@ -122,12 +122,12 @@ async def verdict(request: web.Request) -> web.StreamResponse:
             log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
         return _refusal(request, rt, state, exc, original, proto)
     try:
-        return _allowed(rt, decided.route, decided)
+        return _allowed(rt, decided.route, decided, state)
     except GatewayError as exc:  # a claim no header can carry: 403 (DESIGN §7)
         return _refusal(request, rt, state, exc, original, proto)
 
 
-def _allowed(rt: Runtime, route: CompiledRoute, decided: Verdict) -> web.Response:
+def _allowed(rt: Runtime, route: CompiledRoute, decided: Verdict, state: RequestState) -> web.Response:
     headers = dict(_NO_STORE)
     principal = decided.principal
     if principal is not None:
@@ -135,7 +135,7 @@ def _allowed(rt: Runtime, route: CompiledRoute, decided: Verdict) -> web.Respons
         if rt.identity is not None:
             # claim_headers and X-Tokengate-Assertion; aud = the upstream's origin, or public_url's
             # for routes without upstream (the service behind the proxy answers on that origin).
-            headers.update(rt.identity.headers(route.name, principal))
+            headers.update(rt.identity.headers(route.name, principal, state))
     return web.Response(status=200, headers=headers)
 
 

@@ -120,7 +120,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if principal is not None:
         _set_identity(headers, principal, route)
         if rt.identity is not None:
-            headers.extend(rt.identity.headers(route.name, principal))  # claim headers, assertion
+            headers.extend(rt.identity.headers(route.name, principal, state))  # claim headers, assertion
     if credential.body is not None:
         headers.popall("Content-Length", None)  # the body was read (and maybe re-encoded): aiohttp sets it
     target = route.upstream_base + upstream_path

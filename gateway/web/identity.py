@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -17,6 +17,9 @@ from gateway.errors import AccessDenied
 from gateway.models import Principal
 from gateway.oidc.assertion import ASSERTION_LIFETIME, AssertionSigner, load_signing_key
 from gateway.policy import lookup_claim
+
+if TYPE_CHECKING:
+    from gateway.web.middleware import RequestState  # middleware -> state -> runtime -> here
 
 # A cached assertion is re-signed once less than this is left of its 5 minutes: upstreams always get
 # at least 4 minutes of validity, and one principal costs one ES256 signature a minute per route.
@@ -137,12 +140,20 @@ class Identity:
         audience = assertion_audience(route, public_url) if auth.identity_jwt else None
         return RouteIdentity(tuple(auth.claim_headers.items()), audience)
 
-    def headers(self, route: str, principal: Principal) -> list[tuple[str, str]]:
-        """Claim headers and the assertion for one admitted request; [] for routes with neither."""
+    def headers(
+        self, route: str, principal: Principal, state: RequestState | None = None
+    ) -> list[tuple[str, str]]:
+        """Claim headers and the assertion for one admitted request; [] for routes with neither.
+        An unsafe claim turns the request's decision into a deny (access log, span) and raises."""
         settings = self.routes.get(route)
         if settings is None:
             return []
-        out = claim_headers(principal, settings.claim_headers) if settings.claim_headers else []
+        try:
+            out = claim_headers(principal, settings.claim_headers) if settings.claim_headers else []
+        except UnsafeClaim as exc:
+            if state is not None:
+                state.decision, state.reasons = "deny", exc.reasons
+            raise
         if settings.audience is not None and self.signer is not None:
             out.append((ASSERTION_HEADER, self.assertion(route, settings.audience, principal)))
         return out

@@ -8,6 +8,7 @@ key set fetched from /oauth2/jwks.json, using the code of docs/identity-assertio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,8 +20,10 @@ from joserfc.jwk import ECKey, KeySet
 
 from gateway.app import create_app
 from gateway.config import parse_config
+from gateway.logs import ACCESS_LOGGER
 from tests.support.assertion import documented_example, new_signing_pem
 from tests.support.bearer import gateway_config, ready, route
+from tests.support.logs import access_lines
 from tests.support.oidc_fakes import Clock, FakeProvider, claims_for, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 
@@ -188,12 +191,16 @@ async def test_claims_no_header_can_carry_are_refused_not_mangled(
     upstream: Upstream,
     fake: FakeProvider,
     claims: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A group named "staff,admins" must not read as membership of admins upstream: 403, never 500."""
+    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
     resp = await gateway.get("/api/x", headers={"Authorization": f"Bearer {token(fake, **claims)}"})
     assert resp.status == 403, await resp.text()
     assert (await resp.json())["error"] == "access_denied"
     assert upstream.seen == []
+    (line,) = [entry for entry in access_lines(caplog) if entry["path"] == "/api/x"]
+    assert (line["decision"], line["reasons"]) == ("deny", ["unsafe_claim_header"])
 
 
 async def test_absent_claims_send_no_header(
