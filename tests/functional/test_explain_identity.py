@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.functional.test_explain import ENV, GOLDEN, run_explain
+from tests.functional.test_explain import ENV, GOLDEN, ROOT, run_explain
 from tests.support.assertion import new_signing_pem
 
 IDENTITY_ENV = {**ENV, "TOKENGATE_SIGNING_KEY": new_signing_pem()}
@@ -37,3 +39,35 @@ def test_explain_identity_golden(case: str, url: str, claims: dict[str, object],
         golden.write_text(result.stdout)
     assert result.stdout == golden.read_text()
     assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+def test_check_config_finds_a_bad_signing_key_offline() -> None:
+    """check-config: exit 2 with the YAML path; the (wrong) key text is never echoed."""
+    bad = {
+        **IDENTITY_ENV,
+        "TOKENGATE_SIGNING_KEY": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--config", "tests/data/identity/gateway.yaml"],
+        capture_output=True,
+        text=True,
+        env=bad,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "server.signing_key" in result.stderr
+    assert "c2VjcmV0" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_the_example() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "--config", "tests/data/identity/gateway.yaml"],
+        capture_output=True,
+        text=True,
+        env=IDENTITY_ENV,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
