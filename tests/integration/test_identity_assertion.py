@@ -128,3 +128,22 @@ async def test_forward_auth_behind_real_nginx(
     assert claims["sub"] == "alice"
     assert claims["aud"] == upstream.url
     assert upstream.last.header("X-Tokengate-Assertion") is None
+
+
+async def test_hostile_claims_from_the_real_provider_are_cleaned(
+    login_setup: LoginFactory, browser: aiohttp.ClientSession
+) -> None:
+    """A provider-side attribute with CR/LF or NUL (an admin-editable profile field) splits no header."""
+    setup = await login_setup()
+    cfg = copy.deepcopy(setup.config)
+    cfg["server"]["signing_key"] = SIGNING_PEM
+    next(r for r in cfg["routes"] if r["name"] == "app")["auth"].update(IDENTITY)
+    setup = await setup.rebuild(cfg)
+    await setup.set_account_claims("alice", {"groups": ["staff\r\nX-Admin: 1", "ops\x00"]})
+    landed = await setup.login(browser, "/")
+    async with browser.get(setup.url + landed, headers=HTML) as resp:
+        assert resp.status == 200, await resp.text()
+    seen = setup.upstream.last
+    assert seen.all("X-Auth-Request-Groups") == ["staffX-Admin: 1,ops"]
+    assert seen.header("X-Admin") is None
+    assert seen.header("X-Tenant") is None  # the provider does not release it: absent, no header
