@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -66,7 +66,7 @@ def _miss_reason(route: RouteConfig, host: str | None, path: str, method: str) -
     return None
 
 
-def _requirements(route: RouteConfig, method: str) -> str:
+def _policy_requirements(route: RouteConfig, method: str) -> list[str]:
     policy = RoutePolicy.from_config(route.auth)
     parts = []
     scopes = policy.required_scopes(method)
@@ -81,7 +81,32 @@ def _requirements(route: RouteConfig, method: str) -> str:
         parts.append("acr in [" + ", ".join(policy.acr_values) + "]")
     if policy.max_age is not None:
         parts.append(f"auth_time within {policy.max_age:g}s")
-    return "; ".join(parts)
+    return parts
+
+
+# One function per feature that adds requirements to a route (DPoP, step-up, RFC 9728 resource...):
+# each returns its parts of the "requires:" line, in this order.
+REQUIREMENTS: tuple[Callable[[RouteConfig, str], list[str]], ...] = (_policy_requirements,)
+
+
+def _requirements(route: RouteConfig, method: str) -> str:
+    return "; ".join(part for describe in REQUIREMENTS for part in describe(route, method))
+
+
+def _upstream_headers(out: Explanation, cfg: GatewayConfig, route: RouteConfig, principal: Principal) -> bool:
+    """The "upstream:" block: identity headers, claim headers and the assertion's claims (DESIGN §4, §8);
+    False when a claim cannot be carried (the gateway answers 403 then)."""
+    from gateway.web.identity import UnsafeClaim, describe
+
+    try:
+        headers = describe(cfg, route, principal)
+    except UnsafeClaim as exc:
+        out.add("verdict", "DENY (403 access_denied)")
+        out.note(f"claim header: {exc.detail}")
+        return False
+    for i, (name, value) in enumerate(headers):
+        out.lines.append(f"{'upstream:' if i == 0 else '':<12} {name}: {value}")
+    return True
 
 
 async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Principal:
@@ -206,6 +231,8 @@ def explain(
         return out
     decision = evaluate(RoutePolicy.from_config(auth), principal, method, now=time.time())
     if decision.allowed:
+        if not _upstream_headers(out, cfg, route, principal):
+            return out
         out.add("verdict", "ALLOW")
         out.allowed = True
         return out

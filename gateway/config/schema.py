@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_problems
+from gateway.config.identity import ClaimHeaders, SigningKey, identity_problems
 from gateway.config.step_up import check_acr, check_max_age, step_up_problems
 from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.errors import ConfigProblem
@@ -261,6 +262,16 @@ class ServerConfig(_Model):
         "Off: a path that would choose another route if case were ignored (`/ADMIN/x` beside `/admin`) is "
         "refused with 400.",
     )
+    signing_key: SigningKey | None = Field(
+        None,
+        description="EC P-256 private key (PEM or JWK; `tokengate gen-key --signing`) that signs "
+        "X-Tokengate-Assertion (ES256); use ${ENV} substitution. Required by `identity_jwt`.",
+    )
+    previous_signing_keys: list[SigningKey] = Field(
+        default_factory=list,
+        description="Retired signing keys still published in /oauth2/jwks.json during a key rollover "
+        "(docs/identity-assertion.md); never used to sign.",
+    )
 
 
 class ProviderEndpoints(_Model):
@@ -443,6 +454,15 @@ class AuthConfig(_Model):
         "`required` only DPoP, `off` refuses DPoP. A key-bound token needs its proof in every mode "
         "(docs/dpop.md).",
     )
+    claim_headers: ClaimHeaders = Field(
+        default_factory=dict,
+        description="Upstream header -> claim (dotted path for nesting); lists joined by `,`, "
+        "absent claims send no header (docs/identity-assertion.md).",
+    )
+    identity_jwt: bool = Field(
+        False,
+        description="Send `X-Tokengate-Assertion`, a JWT of the caller signed with server.signing_key.",
+    )
 
 
 class RouteConfig(_Model):
@@ -558,6 +578,7 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
     problems = _route_problems(parts)
     problems += host_problems(parts)
     problems += step_up_problems(parts)
+    problems += identity_problems(parts)
     uses_sessions = parts.uses_sessions
     sessions, server = parts.sessions, parts.server
     if sessions is not None:

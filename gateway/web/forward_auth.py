@@ -120,7 +120,11 @@ async def verdict(request: web.Request) -> web.StreamResponse:
         headers = dict(_NO_STORE)
         if decided.principal is not None:
             headers.update(identity_headers(decided.principal, decided.route, state))
-    except GatewayError as exc:
+            if rt.identity is not None:
+                # claim_headers and X-Tokengate-Assertion; aud = the upstream's origin, or public_url's
+                # for routes without upstream (the service behind the proxy answers on that origin).
+                headers.update(rt.identity.headers(decided.route.name, decided.principal, state))
+    except GatewayError as exc:  # also a claim no header can carry: 401/403 (DESIGN §7)
         if exc.detail:
             log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
         return _refusal(request, rt, state, exc, original, proto)

@@ -54,12 +54,13 @@ PROXY_HEADERS = frozenset(
 # Every X-Forwarded-* (-Port, -Prefix, -Uri, ...) and X-Original-* (-URL, -URI, -Method, and
 # ingress-nginx's -Forwarded-For): frameworks keep inventing members of both families.
 _PROXY_PREFIXES = ("x-forwarded-", "x-original-")
+ASSERTION = "x-tokengate-assertion"  # DESIGN §8: only the gateway signs it
 
 
 def is_spoofed_identity(canonical: str) -> bool:
     """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count (the
     name given lower-cased with ``_`` as ``-``, see ``canonical_name``)."""
-    return canonical.startswith(IDENTITY_PREFIX) or canonical == "x-auth-request"
+    return canonical.startswith(IDENTITY_PREFIX) or canonical in ("x-auth-request", ASSERTION)
 
 
 def is_proxy_header(canonical: str) -> bool:
@@ -141,9 +142,11 @@ def request_headers_for_upstream(
     drop_authorization: bool,
     websocket: bool = False,
     trusted_peer: bool = False,
+    claim_headers: frozenset[str] = frozenset(),
 ) -> CIMultiDict[str]:
     """Copy the client's headers minus hop-by-hop, spoofed identity, gateway-set and gateway cookies,
-    and minus every proxy header unless the peer is a trusted proxy (DESIGN §7)."""
+    and minus every proxy header unless the peer is a trusted proxy (DESIGN §7). ``claim_headers``:
+    every route's configured claim header names (canonical), spoofed copies too."""
     hop = connection_tokens(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
@@ -151,7 +154,7 @@ def request_headers_for_upstream(
         if lowered in HOP_BY_HOP or (hop and lowered in hop):
             continue
         canonical = canonical_name(lowered)
-        if canonical in _GATEWAY_SET or is_spoofed_identity(canonical):
+        if canonical in _GATEWAY_SET or is_spoofed_identity(canonical) or canonical in claim_headers:
             continue
         # From a trusted proxy only the '-' spelling passes: a proxy writes its own headers that way,
         # so an '_' spelling is a client's that the proxy did not know to remove.

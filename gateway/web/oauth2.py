@@ -30,6 +30,7 @@ from gateway.redirects import absolute_redirect
 from gateway.routing import safe_redirect_path
 from gateway.sessions import LoginState, SessionStore
 from gateway.web import backchannel, login_state, step_up
+from gateway.web.identity import jwks_response
 from gateway.web.responses import html_page, json_error
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
@@ -58,6 +59,9 @@ async def dispatch(request: web.Request, rt: Runtime, path: str) -> web.StreamRe
         return await session_info(request, rt)
     if path == backchannel.PATH:
         return await backchannel.backchannel_logout(request, rt)
+    if path == "/oauth2/jwks.json":
+        _only(request, "GET", "HEAD")
+        return jwks_response(rt.identity)
     raise NotFound()
 
 

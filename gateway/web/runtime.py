@@ -25,6 +25,7 @@ from gateway.routing import RouteSpec, RouteTable
 from gateway.sessions import open_store
 from gateway.sessions.replay import open_mark_store
 from gateway.web.headers import TrustedProxies
+from gateway.web.identity import Identity
 from gateway.web.proxy import UpstreamOptions, upstream_options
 from gateway.web.resource_metadata import MetadataDocument, documents
 
@@ -171,6 +172,7 @@ class Runtime:
     compiled: tuple[CompiledRoute, ...] = field(default=())
     marks: SessionStore | None = None  # one-time marks (DPoP jti): the session store, or one of its own
     resource_documents: dict[str, tuple[MetadataDocument, ...]] = field(default_factory=dict)  # RFC 9728
+    identity: Identity | None = None  # claim headers, assertion signer and its cache (DESIGN §8)
 
     async def start(self) -> None:
         for provider in self.providers.values():
@@ -277,6 +279,7 @@ def build_runtime(
         compiled=compiled,
         marks=marks,
         resource_documents=documents(cfg.routes, {n: p.issuer for n, p in cfg.providers.items()}),
+        identity=Identity(cfg, clock),  # a reload re-reads server.signing_key
     )
 
 

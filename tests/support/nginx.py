@@ -165,6 +165,7 @@ def forward_auth_server(
             auth_request_set $tg_user $upstream_http_x_auth_request_user;
             auth_request_set $tg_email $upstream_http_x_auth_request_email;
             auth_request_set $tg_scopes $upstream_http_x_auth_request_scopes;
+            auth_request_set $tg_assertion $upstream_http_x_tokengate_assertion;
             error_page 401 = @tokengate_401;
             error_page 500 = @tokengate_error;
             add_header WWW-Authenticate $tg_challenge always;
@@ -172,6 +173,7 @@ def forward_auth_server(
             proxy_set_header X-Auth-Request-User $tg_user;
             proxy_set_header X-Auth-Request-Email $tg_email;
             proxy_set_header X-Auth-Request-Scopes $tg_scopes;
+            proxy_set_header X-Tokengate-Assertion $tg_assertion;
             proxy_set_header Cookie $tg_upstream_cookie;
             proxy_http_version 1.1;
             proxy_set_header Connection "";

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -40,6 +40,10 @@ class Upstream:
     seen: list[Seen] = field(default_factory=list)
     cancelled: int = 0
     runner: web.AppRunner | None = None
+    # Set by a test: each X-Tokengate-Assertion is verified on arrival, as a real upstream would
+    # (docs/identity-assertion.md); the claims (or the error) land in ``verified``.
+    verifier: Callable[[str], dict[str, Any]] | None = None
+    verified: list[dict[str, Any] | Exception] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -61,6 +65,12 @@ async def _echo(request: web.Request, up: Upstream) -> web.StreamResponse:
         body,
     )
     up.seen.append(seen)
+    assertion = request.headers.get("X-Tokengate-Assertion")
+    if up.verifier is not None and assertion is not None:
+        try:
+            up.verified.append(up.verifier(assertion))
+        except Exception as exc:  # recorded for the test to assert on
+            up.verified.append(exc)
     payload = {
         "method": seen.method,
         "path": seen.raw_path,

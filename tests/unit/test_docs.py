@@ -13,6 +13,7 @@ from gateway.cli import _parser
 from gateway.config import parse_config
 from gateway.config.reference import example_path, render
 from gateway.errors import ConfigError
+from tests.support.assertion import new_signing_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
@@ -25,6 +26,7 @@ EXAMPLE_ENV = {
     "TOKENGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
     "TOKENGATE_INTROSPECTION_SECRET": "example-introspection-secret",
     "TOKENGATE_ISSUER": "https://idp.example.com",
+    "TOKENGATE_SIGNING_KEY": new_signing_pem(),
 }
 
 _FENCE = re.compile(
