@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from gateway.errors import ConfigProblem
 
 if TYPE_CHECKING:
-    from gateway.config.schema import ConfigParts
+    from gateway.config.rules import ConfigParts
 
 # Lower-case LDH labels (RFC 1123 §2.1), at least two of them: a cookie Domain or a redirect host
 # is a registered-style name, never an IP address (a cookie on an IP host cannot carry Domain).

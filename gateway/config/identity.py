@@ -19,7 +19,8 @@ from pydantic import AfterValidator, Field, SecretStr
 from gateway.errors import ConfigProblem
 
 if TYPE_CHECKING:
-    from gateway.config.schema import ConfigParts, RouteConfig
+    from gateway.config.rules import ConfigParts
+    from gateway.config.schema import RouteConfig
 
 ASSERTION_HEADER = "X-Tokengate-Assertion"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 §5.6.2 field-name token

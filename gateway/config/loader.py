@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config.resource import resource_problems
-from gateway.config.schema import ConfigParts, GatewayConfig, cross_field_problems
+from gateway.config.rules import ConfigParts, cross_field_problems
+from gateway.config.schema import GatewayConfig
 from gateway.config.suggest import suggestion
 from gateway.config.tls import tls_problems
 from gateway.config.trust import trust_problems

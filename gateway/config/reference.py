@@ -19,7 +19,7 @@ from typing import Any, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, BeforeValidator, SecretStr
 from pydantic.fields import FieldInfo
 
-from gateway.config import schema
+from gateway.config import schema, values
 from gateway.config.loader import parse_config
 from gateway.errors import ConfigError
 
@@ -42,22 +42,22 @@ _SCALARS: dict[object, Noun] = {
 
 
 def _method_validator() -> Callable[..., Any]:
-    marker = get_args(schema.Method)[1]
-    if not isinstance(marker, AfterValidator):  # pragma: no cover - schema.Method changed shape
-        raise TypeError("schema.Method is expected to carry an AfterValidator")
+    marker = get_args(values.Method)[1]
+    if not isinstance(marker, AfterValidator):  # pragma: no cover - values.Method changed shape
+        raise TypeError("values.Method is expected to carry an AfterValidator")
     return marker.func
 
 
 # Validated string types are named by what they hold, not by their Python type. A renamed validator
 # breaks this import loudly instead of silently degrading the reference to "string".
 _VALIDATED: dict[Callable[..., Any], Noun] = {
-    schema.parse_duration: ("duration", "durations"),
-    schema._check_http_url: ("URL", "URLs"),
-    schema._check_origin: ("URL (origin, no path)", "URLs (origins, no path)"),
-    schema._check_listen: ("host:port", "host:port pairs"),
-    schema._check_redis_url: ("Redis URL", "Redis URLs"),
-    schema._check_prefix: ("path", "paths"),
-    schema._check_encryption_key: ("secret: 32-byte key, base64url", "secrets"),
+    values.parse_duration: ("duration", "durations"),
+    values.check_http_url: ("URL", "URLs"),
+    values.check_origin: ("URL (origin, no path)", "URLs (origins, no path)"),
+    values.check_listen: ("host:port", "host:port pairs"),
+    values.check_redis_url: ("Redis URL", "Redis URLs"),
+    values.check_prefix: ("path", "paths"),
+    values.check_encryption_key: ("secret: 32-byte key, base64url", "secrets"),
     _method_validator(): ("HTTP method", "HTTP methods"),
 }
 

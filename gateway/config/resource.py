@@ -11,7 +11,7 @@ from gateway.config.trust import ANY_AUDIENCE, is_loopback_url
 from gateway.errors import ConfigProblem
 
 if TYPE_CHECKING:
-    from gateway.config.schema import ConfigParts
+    from gateway.config.rules import ConfigParts
 
 #: RFC 9728 §3: the well-known suffix inserted between the host and the path of a resource identifier.
 WELL_KNOWN_PREFIX = "/.well-known/oauth-protected-resource"

@@ -1,177 +1,36 @@
-"""The configuration schema (DESIGN §2): frozen pydantic models, defaults and cross-field rules; no I/O."""
+"""The configuration schema (DESIGN §2): frozen pydantic models and their defaults; value types live in
+``values``, cross-field rules in ``rules``; no I/O."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
-import re
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    SecretStr,
-    ValidationError,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 
-from gateway.config.hosts import check_cookie_domain, check_redirect_host, host_problems
-from gateway.config.identity import ClaimHeaders, SigningKey, identity_problems
-from gateway.config.step_up import check_acr, check_max_age, step_up_problems
+from gateway.config.hosts import check_cookie_domain, check_redirect_host
+from gateway.config.identity import ClaimHeaders, SigningKey
+from gateway.config.step_up import check_acr, check_max_age
 from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
-from gateway.errors import ConfigProblem
+from gateway.config.values import (
+    Duration,
+    HttpUrl,
+    Listen,
+    Method,
+    PositiveDuration,
+    RouteName,
+    check_encryption_key,
+    check_origin,
+    check_prefix,
+    check_redis_url,
+    cidr_texts,
+    parse_duration,
+    split_listen,
+)
+from gateway.config.values import Model as _Model
 
-# One or more <number><unit> terms, as Go's time.ParseDuration writes them (oauth2-proxy and Pomerium
-# configs use "1h30m", "250ms"), plus "d" for days; no sign, no bare numbers.
-_DURATION_TERM = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
-_DURATION = re.compile(r"^(?:(?:\d+(?:\.\d+)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h|d))+$")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 0.001,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86400.0,
-}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``500ms``, ``30s``, ``15m``, ``12h``, ``1d``, Go's ``1h30m`` / ``2m0.5s`` -> timedelta.
-
-    Bare numbers are refused: ``30`` could mean seconds or milliseconds, and a guess is worse than an error.
-    """
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str) and len(value) <= 64:
-        text = value.strip()
-        if _DURATION.match(text):
-            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_TERM.findall(text))
-            return timedelta(seconds=seconds)
-    raise ValueError(f"expected a duration such as 500ms, 30s, 15m or 12h, got {value!r}")
-
-
-def _format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    if seconds and seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    return f"{seconds:g}s"
-
-
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(_format_duration, return_type=str)
-]
-
-
-def _check_listen(value: str) -> str:
-    split_listen(value)
-    return value
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``0.0.0.0:8080`` / ``[::1]:8080`` -> (host, port)."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"expected host:port such as 127.0.0.1:8080, got {value!r}")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host != "localhost":
-            raise ValueError(f"listen host must be an IP address or localhost, got {host!r}") from None
-    return host, int(port_text)
-
-
-def _check_http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s?#]+(/[^\s]*)?$", value) or not _host_and_port_ok(value):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    return value  # unchanged: an issuer must match the provider's spelling exactly (Auth0 ends in "/")
-
-
-def _host_and_port_ok(value: str) -> bool:
-    # "http://[::1", "http://:80" and "http://x:99999" pass the pattern but no HTTP client can use them.
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # raises ValueError when out of range
-    except ValueError:
-        return False
-    return bool(parts.hostname) and port != 0
-
-
-def _cidr_texts(value: Any) -> Any:
-    # YAML `[no]` or `[0]` would otherwise become 0.0.0.0/32: a network nobody meant to trust.
-    if isinstance(value, list) and any(not isinstance(v, str) for v in value):
-        raise ValueError("each entry must be a CIDR written as text, such as 10.0.0.0/8")
-    return value
-
-
-def _check_origin(value: str) -> str:
-    value = _check_http_url(value).rstrip("/")
-    if value.count("/") > 2:
-        raise ValueError(f"expected an origin without a path (https://app.example.com), got {value!r}")
-    return value
-
-
-def _check_encryption_key(value: SecretStr) -> SecretStr:
-    raw = value.get_secret_value().strip().rstrip("=").replace("+", "-").replace("/", "_")
-    try:
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("must be base64url text (32 random bytes)") from None
-    if len(key) != 32:
-        raise ValueError(f"must decode to 32 bytes, got {len(key)}")
-    return value
-
-
-def _check_redis_url(value: str) -> str:
-    schemes = (
-        "redis://",
-        "rediss://",
-        "unix://",
-        "redis+sentinel://",
-        "rediss+sentinel://",
-        "redis+cluster://",
-        "rediss+cluster://",
-    )
-    if not value.startswith(schemes):
-        raise ValueError("expected a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL")
-    return value
-
-
-def _check_prefix(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError("must start with '/'")
-    if any(seg in {".", ".."} for seg in value.split("/")) or "//" in value or "%" in value or "\\" in value:
-        raise ValueError("must be a normalised path (no '.', '..', '//', '%' or '\\')")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
-Listen = Annotated[str, AfterValidator(_check_listen)]
-RouteName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
-Method = Annotated[str, AfterValidator(lambda v: v.upper())]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than 0s")
-    return value
-
-
-PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+__all__ = ["parse_duration", "split_listen"]  # re-exported: their home is gateway.config.values
 
 
 class TracingConfig(_Model):
@@ -201,14 +60,14 @@ class ServerConfig(_Model):
     admin_listen: Listen = Field(
         "127.0.0.1:9090", description="Admin listener for /healthz, /readyz and /metrics; never public."
     )
-    public_url: Annotated[str, AfterValidator(_check_origin)] | None = Field(
+    public_url: Annotated[str, AfterValidator(check_origin)] | None = Field(
         None,
         description="External origin of the gateway; redirect_uri = public_url + /oauth2/callback. "
         "Required when any route uses sessions.",
     )
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the listening port (SO_REUSEPORT).")
     trusted_proxies: Annotated[
-        list[ipaddress.IPv4Network | ipaddress.IPv6Network], BeforeValidator(_cidr_texts)
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], BeforeValidator(cidr_texts)
     ] = Field(
         default_factory=list,
         description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
@@ -332,7 +191,7 @@ class SessionsConfig(_Model):
     store: Literal["redis", "memory"] = Field(
         "redis", description="`redis` (shared by replicas) or `memory` (one process, development only)."
     )
-    redis_url: Annotated[str, AfterValidator(_check_redis_url)] = Field(
+    redis_url: Annotated[str, AfterValidator(check_redis_url)] = Field(
         "redis://127.0.0.1:6379/0",
         description="redis://, rediss:// (TLS), unix://, redis+sentinel://host:port/service_name or "
         "redis+cluster://host:port.",
@@ -349,7 +208,7 @@ class SessionsConfig(_Model):
         timedelta(seconds=30),
         description="Refresh the access token this long before it expires.",
     )
-    encryption_key: Annotated[SecretStr, AfterValidator(_check_encryption_key)] | None = Field(
+    encryption_key: Annotated[SecretStr, AfterValidator(check_encryption_key)] | None = Field(
         None,
         description="32 random bytes, base64url; encrypts tokens at rest (AES-GCM). Required for sessions.",
     )
@@ -367,7 +226,7 @@ class SessionsConfig(_Model):
 
 class MatchConfig(_Model):
     host: str | None = Field(None, description="Host to match (case-insensitive, port ignored).")
-    path_prefix: Annotated[str, AfterValidator(_check_prefix)] = Field(
+    path_prefix: Annotated[str, AfterValidator(check_prefix)] = Field(
         "/", description="Segment-aware prefix: /api matches /api and /api/x, not /apix."
     )
     methods: list[Method] | None = Field(None, description="Methods to match; default: all.")
@@ -493,180 +352,3 @@ class GatewayConfig(_Model):
     routes: list[RouteConfig] = Field(
         min_length=1, description="Routes, matched by host then longest prefix."
     )
-
-
-@dataclass(frozen=True)
-class ConfigParts:
-    """The sections of a config that validated on their own: cross-field rules run over these, so a
-    file with type errors still gets its cross-field problems reported in the same pass."""
-
-    routes: list[tuple[int, RouteConfig]]
-    provider_names: frozenset[str]
-    providers: dict[str, ProviderConfig]
-    server: ServerConfig | None
-    sessions: SessionsConfig | None
-    sessions_given: bool
-
-    @property
-    def uses_sessions(self) -> bool:
-        return any(r.auth.mode in ("session", "bearer_or_session") for _, r in self.routes)
-
-    @property
-    def uses_introspection(self) -> bool:
-        return any(
-            r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
-            for _, r in self.routes
-        )
-
-    @property
-    def shares_introspection_cache(self) -> bool:
-        """Introspection answers go to Redis when the operator configured a Redis store; a bearer-only
-        gateway without a `sessions:` section keeps its cache in-process only."""
-        sessions = self.sessions
-        return (
-            self.uses_introspection
-            and self.sessions_given
-            and sessions is not None
-            and sessions.store == "redis"
-        )
-
-    @classmethod
-    def of(cls, cfg: GatewayConfig) -> ConfigParts:
-        return cls(
-            list(enumerate(cfg.routes)),
-            frozenset(cfg.providers),
-            dict(cfg.providers),
-            cfg.server,
-            cfg.sessions,
-            "sessions" in cfg.model_fields_set,
-        )
-
-    @classmethod
-    def salvage(cls, data: dict[str, Any]) -> ConfigParts:
-        """Validate each section (and each route, each provider) alone; keep what passes."""
-
-        def valid(model: type[_Model], value: Any) -> Any:
-            try:
-                return model.model_validate(value if value is not None else {})
-            except ValidationError:
-                return None
-
-        raw_routes = data.get("routes")
-        routes = [
-            (i, r)
-            for i, raw in enumerate(raw_routes if isinstance(raw_routes, list) else [])
-            if (r := valid(RouteConfig, raw)) is not None
-        ]
-        raw_providers = data.get("providers")
-        raw_providers = raw_providers if isinstance(raw_providers, dict) else {}
-        providers = {
-            str(n): p for n, raw in raw_providers.items() if (p := valid(ProviderConfig, raw)) is not None
-        }
-        return cls(
-            routes,
-            frozenset(str(n) for n in raw_providers),
-            providers,
-            valid(ServerConfig, data.get("server")),
-            valid(SessionsConfig, data.get("sessions")),
-            "sessions" in data,
-        )
-
-
-def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem]:
-    """Rules that span fields; every one reported, each with its YAML path."""
-    parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
-    problems = _route_problems(parts)
-    problems += host_problems(parts)
-    problems += step_up_problems(parts)
-    problems += identity_problems(parts)
-    uses_sessions = parts.uses_sessions
-    sessions, server = parts.sessions, parts.server
-    if sessions is not None:
-        if parts.shares_introspection_cache and not uses_sessions and sessions.encryption_key is None:
-            problems.append(
-                ConfigProblem(
-                    "sessions.encryption_key",
-                    "required to share the introspection cache "
-                    "in Redis: replicas authenticate its entries with this key",
-                )
-            )
-        if uses_sessions and sessions.encryption_key is None:
-            problems.append(ConfigProblem("sessions.encryption_key", "required when a route uses sessions"))
-        if sessions.idle_timeout > sessions.absolute_timeout:
-            problems.append(
-                ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout")
-            )
-    if server is not None:
-        if uses_sessions and server.public_url is None:
-            problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
-        if server.listen == server.admin_listen:
-            problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
-    for name, provider in parts.providers.items():
-        if provider.tls is not None and provider.tls.key_file and not provider.tls.cert_file:
-            problems.append(ConfigProblem(f"providers.{name}.tls.cert_file", "required with key_file"))
-        if provider.client_secret is None and provider.introspection_client_secret is None:
-            problems.append(
-                ConfigProblem(
-                    f"providers.{name}.client_secret", "required (the gateway is a confidential client)"
-                )
-            )
-    return problems
-
-
-def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
-    problems: list[ConfigProblem] = []
-    seen: dict[str, int] = {}
-    matches: dict[tuple[str | None, str, tuple[str, ...] | None], int] = {}
-    for i, route in parts.routes:
-        at = f"routes[{i}]"
-        if route.name in seen:
-            problems.append(
-                ConfigProblem(
-                    f"{at}.name", f"duplicate route name {route.name!r} (also routes[{seen[route.name]}])"
-                )
-            )
-        seen.setdefault(route.name, i)
-        key = (
-            route.match.host.lower() if route.match.host else None,
-            route.match.path_prefix.rstrip("/") or "/",
-            tuple(sorted(route.match.methods)) if route.match.methods else None,
-        )
-        if key in matches:
-            problems.append(
-                ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches")
-            )
-        matches.setdefault(key, i)
-        if route.upstream_tls is not None and not str(route.upstream).startswith("https://"):
-            problems.append(ConfigProblem(f"{at}.upstream_tls", "applies only to an https:// upstream"))
-        tls = route.upstream_tls
-        if tls is not None and tls.key_file and not tls.cert_file:
-            problems.append(ConfigProblem(f"{at}.upstream_tls.cert_file", "required with key_file"))
-        prefix = route.match.path_prefix
-        if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
-            problems.append(ConfigProblem(f"{at}.match.path_prefix", "/oauth2/ is reserved for the gateway"))
-        auth = route.auth
-        if auth.mode == "public":
-            for field in ("provider", "audience"):
-                if getattr(auth, field) is not None:
-                    problems.append(ConfigProblem(f"{at}.auth.{field}", "has no effect on a public route"))
-            if auth.scopes or auth.scopes_by_method or auth.require != RequireConfig():
-                problems.append(ConfigProblem(f"{at}.auth", "a public route cannot require scopes or claims"))
-            continue
-        if auth.provider is None:
-            problems.append(ConfigProblem(f"{at}.auth.provider", f"required for mode {auth.mode!r}"))
-        elif auth.provider not in parts.provider_names:
-            known = ", ".join(sorted(parts.provider_names)) or "none defined"
-            problems.append(
-                ConfigProblem(
-                    f"{at}.auth.provider", f"unknown provider {auth.provider!r} (providers: {known})"
-                )
-            )
-        if auth.scopes and auth.scopes_by_method is not None:
-            problems.append(
-                ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method")
-            )
-        if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
-            problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
-        if auth.mode == "session" and auth.dpop == "required":
-            problems.append(ConfigProblem(f"{at}.auth.dpop", "applies to bearer routes only"))
-    return problems

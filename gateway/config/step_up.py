@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from gateway.errors import ConfigProblem
 
 if TYPE_CHECKING:
-    from gateway.config.schema import ConfigParts
+    from gateway.config.rules import ConfigParts
 
 
 def check_acr(value: str) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from gateway.config.schema import ConfigParts, ProviderEndpoints
+from gateway.config.rules import ConfigParts
+from gateway.config.schema import ProviderEndpoints
 from gateway.errors import ConfigProblem
 
 #: ``auth.audience: "*"``: the operator accepts tokens for any audience (and is warned at start).

@@ -16,7 +16,8 @@ import aiohttp
 from yarl import URL
 
 from gateway.config.resource import metadata_url
-from gateway.config.schema import ConfigParts, GatewayConfig, RouteConfig, ServerConfig
+from gateway.config.rules import ConfigParts
+from gateway.config.schema import GatewayConfig, RouteConfig, ServerConfig
 from gateway.config.tls import client_context
 from gateway.config.trust import ANY_AUDIENCE
 from gateway.oidc import ProviderClient

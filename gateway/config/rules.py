@@ -1,0 +1,200 @@
+"""Cross-field rules of the configuration: every problem that spans fields, each with its YAML path,
+run over the sections that validated on their own (so one pass reports everything); no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.config.hosts import host_problems
+from gateway.config.identity import identity_problems
+from gateway.config.schema import (
+    GatewayConfig,
+    ProviderConfig,
+    RequireConfig,
+    RouteConfig,
+    ServerConfig,
+    SessionsConfig,
+)
+from gateway.config.step_up import step_up_problems
+from gateway.config.values import Model
+from gateway.errors import ConfigProblem
+
+
+@dataclass(frozen=True)
+class ConfigParts:
+    """The sections of a config that validated on their own: cross-field rules run over these, so a
+    file with type errors still gets its cross-field problems reported in the same pass."""
+
+    routes: list[tuple[int, RouteConfig]]
+    provider_names: frozenset[str]
+    providers: dict[str, ProviderConfig]
+    server: ServerConfig | None
+    sessions: SessionsConfig | None
+    sessions_given: bool
+
+    @property
+    def uses_sessions(self) -> bool:
+        return any(r.auth.mode in ("session", "bearer_or_session") for _, r in self.routes)
+
+    @property
+    def uses_introspection(self) -> bool:
+        return any(
+            r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
+            for _, r in self.routes
+        )
+
+    @property
+    def shares_introspection_cache(self) -> bool:
+        """Introspection answers go to Redis when the operator configured a Redis store; a bearer-only
+        gateway without a `sessions:` section keeps its cache in-process only."""
+        sessions = self.sessions
+        return (
+            self.uses_introspection
+            and self.sessions_given
+            and sessions is not None
+            and sessions.store == "redis"
+        )
+
+    @classmethod
+    def of(cls, cfg: GatewayConfig) -> ConfigParts:
+        return cls(
+            list(enumerate(cfg.routes)),
+            frozenset(cfg.providers),
+            dict(cfg.providers),
+            cfg.server,
+            cfg.sessions,
+            "sessions" in cfg.model_fields_set,
+        )
+
+    @classmethod
+    def salvage(cls, data: dict[str, Any]) -> ConfigParts:
+        """Validate each section (and each route, each provider) alone; keep what passes."""
+
+        def valid(model: type[Model], value: Any) -> Any:
+            try:
+                return model.model_validate(value if value is not None else {})
+            except ValidationError:
+                return None
+
+        raw_routes = data.get("routes")
+        routes = [
+            (i, r)
+            for i, raw in enumerate(raw_routes if isinstance(raw_routes, list) else [])
+            if (r := valid(RouteConfig, raw)) is not None
+        ]
+        raw_providers = data.get("providers")
+        raw_providers = raw_providers if isinstance(raw_providers, dict) else {}
+        providers = {
+            str(n): p for n, raw in raw_providers.items() if (p := valid(ProviderConfig, raw)) is not None
+        }
+        return cls(
+            routes,
+            frozenset(str(n) for n in raw_providers),
+            providers,
+            valid(ServerConfig, data.get("server")),
+            valid(SessionsConfig, data.get("sessions")),
+            "sessions" in data,
+        )
+
+
+def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem]:
+    """Rules that span fields; every one reported, each with its YAML path."""
+    parts = cfg if isinstance(cfg, ConfigParts) else ConfigParts.of(cfg)
+    problems = _route_problems(parts)
+    problems += host_problems(parts)
+    problems += step_up_problems(parts)
+    problems += identity_problems(parts)
+    uses_sessions = parts.uses_sessions
+    sessions, server = parts.sessions, parts.server
+    if sessions is not None:
+        if parts.shares_introspection_cache and not uses_sessions and sessions.encryption_key is None:
+            problems.append(
+                ConfigProblem(
+                    "sessions.encryption_key",
+                    "required to share the introspection cache "
+                    "in Redis: replicas authenticate its entries with this key",
+                )
+            )
+        if uses_sessions and sessions.encryption_key is None:
+            problems.append(ConfigProblem("sessions.encryption_key", "required when a route uses sessions"))
+        if sessions.idle_timeout > sessions.absolute_timeout:
+            problems.append(
+                ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout")
+            )
+    if server is not None:
+        if uses_sessions and server.public_url is None:
+            problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
+        if server.listen == server.admin_listen:
+            problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
+    for name, provider in parts.providers.items():
+        if provider.tls is not None and provider.tls.key_file and not provider.tls.cert_file:
+            problems.append(ConfigProblem(f"providers.{name}.tls.cert_file", "required with key_file"))
+        if provider.client_secret is None and provider.introspection_client_secret is None:
+            problems.append(
+                ConfigProblem(
+                    f"providers.{name}.client_secret", "required (the gateway is a confidential client)"
+                )
+            )
+    return problems
+
+
+def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    seen: dict[str, int] = {}
+    matches: dict[tuple[str | None, str, tuple[str, ...] | None], int] = {}
+    for i, route in parts.routes:
+        at = f"routes[{i}]"
+        if route.name in seen:
+            problems.append(
+                ConfigProblem(
+                    f"{at}.name", f"duplicate route name {route.name!r} (also routes[{seen[route.name]}])"
+                )
+            )
+        seen.setdefault(route.name, i)
+        key = (
+            route.match.host.lower() if route.match.host else None,
+            route.match.path_prefix.rstrip("/") or "/",
+            tuple(sorted(route.match.methods)) if route.match.methods else None,
+        )
+        if key in matches:
+            problems.append(
+                ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches")
+            )
+        matches.setdefault(key, i)
+        if route.upstream_tls is not None and not str(route.upstream).startswith("https://"):
+            problems.append(ConfigProblem(f"{at}.upstream_tls", "applies only to an https:// upstream"))
+        tls = route.upstream_tls
+        if tls is not None and tls.key_file and not tls.cert_file:
+            problems.append(ConfigProblem(f"{at}.upstream_tls.cert_file", "required with key_file"))
+        prefix = route.match.path_prefix
+        if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
+            problems.append(ConfigProblem(f"{at}.match.path_prefix", "/oauth2/ is reserved for the gateway"))
+        auth = route.auth
+        if auth.mode == "public":
+            for field in ("provider", "audience"):
+                if getattr(auth, field) is not None:
+                    problems.append(ConfigProblem(f"{at}.auth.{field}", "has no effect on a public route"))
+            if auth.scopes or auth.scopes_by_method or auth.require != RequireConfig():
+                problems.append(ConfigProblem(f"{at}.auth", "a public route cannot require scopes or claims"))
+            continue
+        if auth.provider is None:
+            problems.append(ConfigProblem(f"{at}.auth.provider", f"required for mode {auth.mode!r}"))
+        elif auth.provider not in parts.provider_names:
+            known = ", ".join(sorted(parts.provider_names)) or "none defined"
+            problems.append(
+                ConfigProblem(
+                    f"{at}.auth.provider", f"unknown provider {auth.provider!r} (providers: {known})"
+                )
+            )
+        if auth.scopes and auth.scopes_by_method is not None:
+            problems.append(
+                ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method")
+            )
+        if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
+            problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
+        if auth.mode == "session" and auth.dpop == "required":
+            problems.append(ConfigProblem(f"{at}.auth.dpop", "applies to bearer routes only"))
+    return problems
