@@ -118,6 +118,7 @@ def test_any_32_byte_key_in_either_alphabet(raw: bytes) -> None:
         "AAAA AAAA" * 5,
         "*" * 43,
     ],
+    ids=["empty", "short", "16-bytes", "33-bytes", "non-ascii", "spaces", "not-base64"],  # stable under xdist
 )
 def test_bad_keys_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="encryption key"):
