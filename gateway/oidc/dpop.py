@@ -72,7 +72,10 @@ def normalise_htu(url: str) -> str:
     """The comparable form of an HTTP URI (RFC 9449 §4.3 item 9, RFC 3986 §6.2.2-6.2.3): scheme and host
     lower-cased, the default port dropped, escapes upper-cased and unreserved ones decoded, an empty path
     as "/", and the query and fragment ignored."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "https://[zz/x": a malformed IPv6 host is the proof's fault, not a 500
+        raise DPoPError("htu is not a valid URL") from exc
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         raise DPoPError("htu is not an http(s) URL")

@@ -57,13 +57,23 @@ def _checked(token: str) -> str:
     return token
 
 
+def has_query_token(query: str) -> bool:
+    """Does the query carry an ``access_token`` parameter, in any spelling parse_qsl decodes
+    (``access%5Ftoken=``)? The cheap substring test first: the hot path pays nothing else."""
+    if "access_token=" in query:
+        return True
+    if "%" not in query and "+" not in query:
+        return False
+    return any(name == "access_token" for name, _ in parse_qsl(query, keep_blank_values=True))
+
+
 async def extract_bearer(
     request: web.Request, query: str, *, allow_query: bool, allow_form: bool
 ) -> Credential:
     """Find the one bearer token of a request, or none. Misplaced tokens are 400 invalid_request."""
     token = header_token(request.headers.getall("Authorization", []))
     carrier = "header"
-    if "access_token=" in query:
+    if has_query_token(query):
         if not allow_query:
             raise InvalidRequest("tokens are not accepted in the query string")
         from_query, rest = _pop_token(parse_qsl(query, keep_blank_values=True))

@@ -32,7 +32,7 @@ from gateway.policy import evaluate
 from gateway.redirects import login_location, original_url
 from gateway.routing import normalise_path, split_host, strip_segments
 from gateway.web import dpop_check, oauth2
-from gateway.web.credentials import Credential, extract_bearer, header_token
+from gateway.web.credentials import Credential, extract_bearer, has_query_token, header_token
 from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
@@ -204,7 +204,7 @@ async def authenticate(
             dpop_token = dpop_check.dpop_token(route, values)  # RFC 9449 §7.1: the DPoP scheme
             if dpop_token is not None:
                 credential = Credential(dpop_token, query, carrier="dpop")
-            elif len(values) == 1 and "access_token=" not in query:
+            elif len(values) == 1 and not has_query_token(query):
                 # The common case, kept free of coroutine hops: one header, nothing in the query.
                 token = header_token(values)
                 credential = Credential(token, query) if token is not None else credential
@@ -243,7 +243,10 @@ async def authenticate(
 def is_preflight(method: str, headers: CIMultiDictProxy[str]) -> bool:
     """A CORS preflight (Fetch standard §3.2.2): browsers send it without credentials, so a route
     with ``allow_preflight`` forwards it unauthenticated and the upstream answers the CORS policy."""
-    return method == "OPTIONS" and "Origin" in headers and "Access-Control-Request-Method" in headers
+    if method != "OPTIONS" or "Origin" not in headers or "Access-Control-Request-Method" not in headers:
+        return False
+    # A preflight has no body (Fetch §4.8): one that carries a body is a request in disguise.
+    return "Transfer-Encoding" not in headers and headers.get("Content-Length", "0") == "0"
 
 
 def authorise(

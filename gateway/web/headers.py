@@ -55,6 +55,9 @@ PROXY_HEADERS = frozenset(
 # ingress-nginx's -Forwarded-For): frameworks keep inventing members of both families.
 _PROXY_PREFIXES = ("x-forwarded-", "x-original-")
 ASSERTION = "x-tokengate-assertion"  # DESIGN §8: only the gateway signs it
+# Method overrides (Express method-override, Rails, Laravel, ASP.NET): an upstream that honours one runs
+# DELETE for a request the gateway authorised as POST; they never pass, from anyone (DESIGN §7).
+METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
 def is_spoofed_identity(canonical: str) -> bool:
@@ -155,6 +158,8 @@ def request_headers_for_upstream(
             continue
         canonical = canonical_name(lowered)
         if canonical in _GATEWAY_SET or is_spoofed_identity(canonical) or canonical in claim_headers:
+            continue
+        if canonical in METHOD_OVERRIDES:
             continue
         # From a trusted proxy only the '-' spelling passes: a proxy writes its own headers that way,
         # so an '_' spelling is a client's that the proxy did not know to remove.

@@ -163,6 +163,20 @@ async def test_token_through_nginx_reaches_upstream_with_identity(front: Front) 
     assert "api:read" in (seen.header("X-Auth-Request-Scopes") or "").split()
 
 
+async def test_the_verdict_is_not_reachable_from_a_browser(front: Front) -> None:
+    """A script on the app's origin asking the verdict itself would read the identity headers and, with
+    forward_token, the access token: the recipe keeps /oauth2/auth for the subrequest."""
+    original = {"X-Original-URI": "/api/items", "X-Original-Method": "GET"}
+    async with aiohttp.ClientSession() as http:
+        for path in ("/oauth2/auth", "/oauth2/auth/x", "/oauth2/auth?x=1"):
+            resp = await http.get(
+                front.url + path, headers={**original, "Authorization": f"Bearer {front.token}"}
+            )
+            assert resp.status == 404, path
+            assert "X-Auth-Request-User" not in resp.headers
+            assert "X-Auth-Request-Access-Token" not in resp.headers
+
+
 async def test_no_token_is_401_with_the_bearer_challenge(front: Front) -> None:
     async with aiohttp.ClientSession() as http:
         resp = await http.get(front.url + "/api/items")

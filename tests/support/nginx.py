@@ -142,6 +142,11 @@ def forward_auth_server(
             proxy_set_header X-Forwarded-Method "";
             proxy_set_header X-Original-URL "";
         }}
+        # The verdict is for the subrequest above only: from a browser it would hand a script on this
+        # origin the identity headers (and, with forward_token, the session's access token).
+        location /oauth2/auth {{
+            return 404;
+        }}
         location /oauth2/ {{
             {bind}
             proxy_pass http://tokengate;

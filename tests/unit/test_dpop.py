@@ -179,3 +179,10 @@ def test_any_header_value_is_refused_cleanly(value: str) -> None:
     """Whatever a client puts in the DPoP header, the answer is a DPoPError, never another exception."""
     with pytest.raises(DPoPError):
         check(value)
+
+
+@pytest.mark.parametrize("htu", ["https://[zz/x", "https://api.example.com:99999/x", "http://[::1"])
+def test_a_malformed_htu_is_a_dpop_error(htu: str) -> None:
+    """A proof whose htu cannot even be parsed is refused as a proof, never a 500."""
+    with pytest.raises(DPoPError, match="htu"):
+        check(proof(htu=htu))
