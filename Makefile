@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 IDP_STAMP := tests/idp/node_modules/.installed
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): the tiers mostly wait on real peers, so 4 fit 2 cores.
+PYTEST_WORKERS ?= 4
 
 .DEFAULT_GOAL := help
 
@@ -39,7 +41,7 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layer
 
 .PHONY: test
 test: setup lint ## Lint, then every test tier, then the deployment checks
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 	bash .ci/deploy-check
 
 .PHONY: unit

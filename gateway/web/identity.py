@@ -5,6 +5,7 @@ the signed ``X-Tokengate-Assertion`` (cached per principal and route), and ``GET
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,8 +36,11 @@ class UnsafeClaim(AccessDenied):
 
 
 def _clean(text: str) -> str:
-    # Header values from claims: no control characters may reach the wire (response splitting).
-    return text if text.isprintable() else "".join(c for c in text if c >= " " and c != "\x7f")
+    # Header values from claims: no control character (C0, DEL, C1 such as NEL) nor line or paragraph
+    # separator may reach the wire (response splitting), and no edge whitespace that parsers trim.
+    if text.isprintable() and text == text.strip():
+        return text
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Zl", "Zp")).strip()
 
 
 def _scalar(value: object, header: str) -> str:
