@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from gateway.errors import (
+    AccessDenied,
     AuthError,
     BadRequest,
     DependencyUnavailable,
@@ -33,6 +34,7 @@ from gateway.web.handler import Original, decide, identity_of
 from gateway.web.middleware import STATE_KEY, RequestState
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
 from gateway.web.runtime import CompiledRoute, Runtime
+from gateway.web.session_sockets import is_websocket_upgrade, origin_allowed
 from gateway.web.state import RUNTIME
 
 log = logging.getLogger("tokengate")
@@ -118,6 +120,17 @@ async def verdict(request: web.Request) -> web.StreamResponse:
         if decided.route is None:
             raise NotFound("the gateway's own /oauth2/ endpoints are not forward-auth targets")
         headers = dict(_NO_STORE)
+        principal = decided.principal
+        # DESIGN §7: the proxy upgrades on a 200, so the verdict checks a session WebSocket's Origin as
+        # the proxy path does (cross-site WebSocket hijacking with the session cookie).
+        cross_site_socket = (
+            principal is not None
+            and principal.source == "session"
+            and is_websocket_upgrade(request.headers)
+            and not origin_allowed(request.headers.get("Origin"), rt)
+        )
+        if cross_site_socket:
+            raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not the gateway's")
         if decided.principal is not None:
             headers.update(identity_headers(decided.principal, decided.route, state))
             if rt.identity is not None:

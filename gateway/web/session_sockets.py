@@ -13,9 +13,11 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
+from gateway.redirects import absolute_redirect
 from gateway.sessions import SessionStore, session_key
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import session_id_from
@@ -98,13 +100,32 @@ def same_origin(origin: str | None, public_url: str | None) -> bool:
     )
 
 
+def origin_allowed(origin: str | None, rt: Runtime) -> bool:
+    """DESIGN §7: a session WebSocket's Origin is the gateway's own, or an allowed host's (§8: same
+    scheme as public_url, any port, "*." on a dot boundary)."""
+    public_url = rt.cfg.server.public_url
+    if same_origin(origin, public_url):
+        return True
+    hosts = rt.cfg.sessions.allowed_redirect_hosts
+    if not hosts or not origin or public_url is None or not same_origin(origin, origin):
+        return False  # same_origin(origin, origin): only a bare scheme://host[:port] is an origin
+    return absolute_redirect(origin + "/", public_url=public_url, allowed_hosts=hosts) is not None
+
+
+def is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
+    """An opening handshake, also as a forward-auth proxy describes it (nginx passes the client's
+    headers to the auth subrequest)."""
+    upgrade = headers.get("Upgrade", "")
+    return "Sec-WebSocket-Key" in headers or any(t.strip().lower() == "websocket" for t in upgrade.split(","))
+
+
 async def session_websocket(request: web.Request, rt: Runtime, sockets: SessionSockets) -> asyncio.Task[None]:
     """A WebSocket upgrade authenticated by the session cookie: 403 unless its Origin is the gateway's
     own (cross-site WebSocket hijacking: browsers send cookies on cross-site upgrades and WebSockets
     have no CORS); then the task that finishes when the session ends, for the relay's ``closed_when``.
     The caller cancels the task if the relay never starts."""
-    if not same_origin(request.headers.get("Origin"), rt.cfg.server.public_url):
-        raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not public_url")
+    if not origin_allowed(request.headers.get("Origin"), rt):
+        raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not the gateway's")
     store, session_id = rt.store, session_id_from(request, rt)
     session = await store.get(session_id) if store is not None and session_id else None
     if store is None or session_id is None or session is None:

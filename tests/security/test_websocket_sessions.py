@@ -6,10 +6,14 @@ absolute timeout. Real oidc-provider, real redis-server, a real upstream WebSock
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
+
 import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
+from gateway.web.session_sockets import origin_allowed
 from tests.fixtures.login import LoginFactory, LoginSetup, ShiftedClock, session_route
 from tests.support.upstream import Upstream
 
@@ -120,3 +124,49 @@ async def test_absolute_timeout_closes_the_socket(
     ws = await _open(setup, browser)
     clock.offset = 12 * 3600 + 1  # sessions.absolute_timeout defaults to 12h
     await _closed_for_policy(ws)
+
+
+@pytest.mark.parametrize(("origin", "status"), [("https://evil.example", 403), (None, 403), ("self", 200)])
+async def test_forward_auth_checks_a_session_websockets_origin(
+    setup: LoginSetup, browser: aiohttp.ClientSession, origin: str | None, status: int
+) -> None:
+    """Cross-site WebSocket hijacking behind forward-auth: the proxy upgrades on a 200, so the verdict
+    refuses a foreign (or missing) Origin with the session cookie, as the proxy path does."""
+    cfg = copy.deepcopy(setup.config)
+    cfg["server"]["trusted_proxies"] = ["127.0.0.1/32"]  # the test client plays the proxy here
+    setup = await setup.rebuild(cfg)  # same Redis: the fixture's session (and the browser's cookie) stays
+    original = {
+        "X-Original-URI": "/ws",
+        "X-Original-Method": "GET",
+        "X-Forwarded-Host": f"127.0.0.1:{setup.port}",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    if origin is not None:
+        original["Origin"] = setup.url if origin == "self" else origin
+    async with browser.get(setup.url + "/oauth2/auth", headers=original, allow_redirects=False) as resp:
+        assert resp.status == status, await resp.text()
+        assert ("X-Auth-Request-User" in resp.headers) is (status == 200)
+
+
+def test_allowed_hosts_are_websocket_origins_too() -> None:
+    """DESIGN §7/§8: an allowed host (public_url's scheme, any port, dot boundary) may open a session
+    WebSocket; a look-alike, another scheme or a path-bearing Origin may not."""
+    cfg = SimpleNamespace(
+        server=SimpleNamespace(public_url="https://login.example.com"),
+        sessions=SimpleNamespace(allowed_redirect_hosts=["*.example.com"]),
+    )
+    rt = SimpleNamespace(cfg=cfg)
+    allowed = ["https://login.example.com", "https://app.example.com", "https://app.example.com:8443"]
+    refused = [
+        "http://app.example.com",
+        "https://example.com.evil.net",
+        "https://evilexample.com",
+        "https://app.example.com/path",
+        "null",
+        "",
+    ]
+    for origin in allowed:
+        assert origin_allowed(origin, rt), origin  # type: ignore[arg-type]
+    for origin in refused:
+        assert not origin_allowed(origin, rt), origin  # type: ignore[arg-type]
