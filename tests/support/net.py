@@ -19,13 +19,19 @@ def free_port() -> int:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
-    for _ in range(256):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    held: list[socket.socket] = []  # kept bound while searching, so every bind gets another port
+    try:
+        for _ in range(512):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(sock)
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port % workers == index % workers and port not in _HANDED:
-            _HANDED.add(port)
-            return port
+            if port % workers == index % workers and port not in _HANDED:
+                _HANDED.add(port)
+                return port
+    finally:
+        for sock in held:
+            sock.close()
     raise RuntimeError("no free loopback port of this worker's residue")
 
 
