@@ -14,7 +14,7 @@ _HANDED: set[int] = set()
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read it, close).
 
-    Under pytest-xdist each worker only takes ports of its own residue (port % workers), and no port
+    Under pytest-xdist each worker only takes ports of its own residue ((port // 2) % workers), and no port
     twice, so two tests starting servers at the same moment never race for one port."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
@@ -26,7 +26,8 @@ def free_port() -> int:
             held.append(sock)
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-            if port % workers == index % workers and port not in _HANDED:
+            # port // 2: Linux hands bind(0) odd ports first (even ones are kept for connect()).
+            if (port // 2) % workers == index % workers and port not in _HANDED:
                 _HANDED.add(port)
                 return port
     finally:
