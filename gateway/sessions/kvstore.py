@@ -238,10 +238,7 @@ class KeyValueSessionStore(ABC):
     async def first_use(self, kind: str, issuer: str, jti: str, ttl: float) -> bool:
         if ttl <= 0:
             raise ValueError("a replay key needs a positive TTL (the token's acceptance window)")
-        key = self._keys.replay(kind, issuer, jti)
-        async with self._guard("first_use"):
-            # SET NX: of two replicas that receive the same token at once, exactly one wins.
-            return await self._set(key, b"1", ttl_ms(ttl), "nx")
+        return await self._mark(self._keys.replay(kind, issuer, jti), ttl, "first_use")
 
     async def forget_use(self, kind: str, issuer: str, jti: str) -> None:
         async with self._guard("forget_use"):
@@ -355,9 +352,12 @@ class KeyValueSessionStore(ABC):
     async def mark_once(self, key: str, ttl: float) -> bool:
         if ttl <= 0:
             raise ValueError("a one-time mark needs a positive TTL")
-        full = self._keys.once(key)
-        async with self._guard("mark_once"):
-            # SET NX: of every replica marking the same key within the TTL, exactly one gets True.
+        return await self._mark(self._keys.once(key), ttl, "mark_once")
+
+    async def _mark(self, full: str, ttl: float, operation: str) -> bool:
+        """The one-time mark behind both replay stores (logout tokens, DPoP proofs): SET NX, so of every
+        replica marking the same key within the TTL exactly one gets True."""
+        async with self._guard(operation):
             return await self._set(full, b"1", ttl_ms(ttl), "nx")
 
     # -- lifecycle ------------------------------------------------------------------------------------
