@@ -7,7 +7,6 @@ against the clock and the route's audience, so a cached token never skips either
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from joserfc.jws import CompactSignature, JWSRegistry
 
 from gateway.errors import InvalidToken
 from gateway.models import Principal
-from gateway.oidc.claims import audiences, build_principal, check_times
+from gateway.oidc.claims import audiences, build_principal, check_times, claims_object
 from gateway.oidc.jwks import ALLOWED_ALGORITHMS, JwksCache
 
 # RFC 9068 §4: "at+jwt" (also as a media type). A plain JWT ("JWT" or no typ at all) is accepted too,
@@ -127,11 +126,8 @@ class JwtAccessTokenVerifier:
             raise InvalidToken(detail="malformed kid")
         key = await self._jwks.key_for(kid, alg)
         check_signature(obj, key, alg)
-        try:
-            claims = json.loads(obj.payload)
-        except ValueError as exc:
-            raise InvalidToken(detail="malformed claims") from exc
-        if not isinstance(claims, dict):
+        claims = claims_object(obj.payload)
+        if claims is None:
             raise InvalidToken(detail="malformed claims")
         # RFC 9068 §4: iss exact, exp required, aud checked by the caller per route.
         if claims.get("iss") != self._issuer:

@@ -5,6 +5,7 @@ Shared by JWT access tokens (RFC 9068 §2.2) and introspection answers (RFC 7662
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -12,6 +13,16 @@ from typing import Any
 
 from gateway.errors import InvalidToken
 from gateway.models import Principal, PrincipalSource
+
+
+def claims_object(payload: bytes) -> dict[str, Any] | None:
+    """A JWT payload as its claims set (RFC 7519 §7.2 step 10: a JSON object), or None; the caller
+    raises its own error (invalid token, invalid DPoP proof, invalid logout token)."""
+    try:
+        claims = json.loads(payload)
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:

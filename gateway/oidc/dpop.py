@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import JWKRegistry, Key
 from joserfc.jws import JWSRegistry
+
+from gateway.oidc.claims import claims_object
 
 # RFC 9449 §4.2: asymmetric algorithms only ("none" and MACs never: the proof proves a private key).
 PROOF_ALGORITHMS = (
@@ -178,10 +179,7 @@ def _check_signature(obj: jws.CompactSignature, key: Key) -> None:
 
 
 def _claims(payload: bytes) -> dict[str, Any]:
-    try:
-        claims = json.loads(payload)
-    except ValueError as exc:
-        raise DPoPError("malformed claims") from exc
-    if not isinstance(claims, dict):
+    claims = claims_object(payload)
+    if claims is None:
         raise DPoPError("malformed claims")
     return claims

@@ -6,7 +6,6 @@ Replay (``jti``) needs state shared by replicas, so it is the caller's: a valid 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from joserfc.jwk import Key
 
 from gateway.errors import InvalidToken
 from gateway.oidc.access_token import check_signature, parse_compact
-from gateway.oidc.claims import audiences
+from gateway.oidc.claims import audiences, claims_object
 from gateway.oidc.jwks import ALLOWED_ALGORITHMS
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -114,10 +113,7 @@ def _text(value: Any) -> str | None:
 
 
 def _claims(payload: bytes) -> dict[str, Any]:
-    try:
-        claims = json.loads(payload)
-    except ValueError as exc:
-        raise LogoutTokenError("malformed claims") from exc
-    if not isinstance(claims, dict):
+    claims = claims_object(payload)
+    if claims is None:
         raise LogoutTokenError("malformed claims")
     return claims
