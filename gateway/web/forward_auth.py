@@ -30,7 +30,7 @@ from gateway.errors import (
 from gateway.models import Principal
 from gateway.redirects import original_url
 from gateway.routing import normalise_path
-from gateway.web.handler import Original, decide, identity_of
+from gateway.web.handler import Original, decide, identity_pairs
 from gateway.web.middleware import STATE_KEY, RequestState
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
 from gateway.web.runtime import CompiledRoute, Runtime
@@ -147,12 +147,7 @@ async def verdict(request: web.Request) -> web.StreamResponse:
 def identity_headers(principal: Principal, route: CompiledRoute, state: RequestState) -> Mapping[str, str]:
     """DESIGN §4's identity headers, as response headers; the token when ``forward_token``. A claim
     that cannot be forwarded faithfully refuses the request, as on the proxy path."""
-    user, email, scopes = identity_of(principal, route, state)
-    out = {"X-Auth-Request-User": user}
-    if email:
-        out["X-Auth-Request-Email"] = email
-    if scopes:
-        out["X-Auth-Request-Scopes"] = scopes
+    out = dict(identity_pairs(principal, route, state))
     if route.forward_token and principal.access_token:
         out["X-Auth-Request-Access-Token"] = principal.access_token
     return out

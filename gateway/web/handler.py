@@ -33,7 +33,7 @@ from gateway.redirects import login_location, original_url
 from gateway.routing import normalise_path, split_host, strip_segments
 from gateway.web import dpop_check, oauth2
 from gateway.web.credentials import Credential, extract_bearer, has_query_token, header_token
-from gateway.web.headers import own_cookies, request_headers_for_upstream
+from gateway.web.headers import own_cookies, request_headers_for_upstream, wants_websocket
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.resource_metadata import is_reserved_path, metadata_answer, require_resource
@@ -115,7 +115,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         incoming_id = request.headers.get("X-Request-Id")
         if incoming_id is not None and valid_request_id(incoming_id):
             state.request_id = incoming_id
-    websocket = any(t.strip().lower() == "websocket" for t in request.headers.get("Upgrade", "").split(","))
+    websocket = wants_websocket(request.headers)
     if websocket:
         check_websocket_upgrade(request)  # before routing, authentication and any upstream contact
     original = Original(request.method, request.headers.get("Host"), raw_path, query)
@@ -365,14 +365,22 @@ def identity_of(principal: Principal, route: CompiledRoute, state: RequestState)
     return values
 
 
+def identity_pairs(principal: Principal, route: CompiledRoute, state: RequestState) -> list[tuple[str, str]]:
+    """DESIGN §4's identity headers of an admitted principal: request headers to the upstream, or a
+    forward-auth verdict's response headers."""
+    user, email, scopes = identity_of(principal, route, state)
+    pairs = [("X-Auth-Request-User", user)]
+    if email:
+        pairs.append(("X-Auth-Request-Email", email))
+    if scopes:
+        pairs.append(("X-Auth-Request-Scopes", scopes))
+    return pairs
+
+
 def _set_identity(
     headers: CIMultiDict[str], principal: Principal, route: CompiledRoute, state: RequestState
 ) -> None:
-    user, email, scopes = identity_of(principal, route, state)
-    headers["X-Auth-Request-User"] = user
-    if email:
-        headers["X-Auth-Request-Email"] = email
-    if scopes:
-        headers["X-Auth-Request-Scopes"] = scopes
+    for name, value in identity_pairs(principal, route, state):
+        headers[name] = value
     if route.forward_token and principal.access_token:
         headers["Authorization"] = "Bearer " + principal.access_token

@@ -19,6 +19,7 @@ from yarl import URL
 from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
 from gateway.redirects import absolute_redirect
 from gateway.sessions import SessionStore, session_key
+from gateway.web.headers import wants_websocket
 from gateway.web.runtime import Runtime
 from gateway.web.session_auth import session_id_from
 
@@ -115,8 +116,7 @@ def origin_allowed(origin: str | None, rt: Runtime) -> bool:
 def is_websocket_upgrade(headers: CIMultiDictProxy[str]) -> bool:
     """An opening handshake, also as a forward-auth proxy describes it (nginx passes the client's
     headers to the auth subrequest)."""
-    upgrade = headers.get("Upgrade", "")
-    return "Sec-WebSocket-Key" in headers or any(t.strip().lower() == "websocket" for t in upgrade.split(","))
+    return "Sec-WebSocket-Key" in headers or wants_websocket(headers)
 
 
 async def session_websocket(request: web.Request, rt: Runtime, sockets: SessionSockets) -> asyncio.Task[None]:
