@@ -84,21 +84,24 @@ class SessionSockets:
                     del self._ended[session_id]
 
 
+def origin_of(value: str | None) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of a bare ``scheme://host[:port]`` (RFC 6454 §7, what browsers send in
+    Origin), or None for anything else: "null", a path, a query, userinfo, garbage."""
+    if not value or value == "null":
+        return None
+    try:
+        url = URL(value)
+    except ValueError:
+        return None
+    if not url.is_absolute() or url.path not in ("", "/") or url.query_string or url.user:
+        return None
+    return url.scheme.lower(), (url.host or "").lower(), url.port
+
+
 def same_origin(origin: str | None, public_url: str | None) -> bool:
     """RFC 6454 origin equality of the upgrade's Origin and public_url (scheme, host, port)."""
-    if not origin or not public_url or origin == "null":
-        return False
-    try:
-        given, own = URL(origin), URL(public_url)
-    except ValueError:
-        return False
-    if not given.is_absolute() or given.path not in ("", "/") or given.query_string or given.user:
-        return False
-    return (given.scheme.lower(), (given.host or "").lower(), given.port) == (
-        own.scheme.lower(),
-        (own.host or "").lower(),
-        own.port,
-    )
+    given = origin_of(origin)
+    return given is not None and public_url is not None and given == origin_of(public_url)
 
 
 def origin_allowed(origin: str | None, rt: Runtime) -> bool:
@@ -108,8 +111,8 @@ def origin_allowed(origin: str | None, rt: Runtime) -> bool:
     if same_origin(origin, public_url):
         return True
     hosts = rt.cfg.sessions.allowed_redirect_hosts
-    if not hosts or not origin or public_url is None or not same_origin(origin, origin):
-        return False  # same_origin(origin, origin): only a bare scheme://host[:port] is an origin
+    if not hosts or public_url is None or origin is None or origin_of(origin) is None:
+        return False
     return absolute_redirect(origin + "/", public_url=public_url, allowed_hosts=hosts) is not None
 
 
