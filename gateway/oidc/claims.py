@@ -19,10 +19,15 @@ def claims_object(payload: bytes) -> dict[str, Any] | None:
     """A JWT payload as its claims set (RFC 7519 §7.2 step 10: a JSON object), or None; the caller
     raises its own error (invalid token, invalid DPoP proof, invalid logout token)."""
     try:
-        claims = json.loads(payload)
+        # NaN and Infinity are not JSON (RFC 8259 §6): a "NaN" iat would pass every time-window check.
+        claims = json.loads(payload, parse_constant=_not_json)
     except ValueError:  # UnicodeDecodeError is a ValueError too
         return None
     return claims if isinstance(claims, dict) else None
+
+
+def _not_json(constant: str) -> float:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:

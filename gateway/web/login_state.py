@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -53,9 +54,18 @@ def parse_binding(name: str, value: str) -> Binding:
     return Binding(name, 0, None, value[:_MAX_SECRET])
 
 
+_OWN_SUFFIX = re.compile(r"[0-9a-f]{16}")
+
+
 def pending_bindings(request: web.Request, rt: Runtime) -> list[Binding]:
+    """The browser's login cookies, only those of the gateway's own form (``<prefix><16 hex>``): a
+    tossed cookie with another name is not a pending login, and could not be expired either."""
     prefix = rt.cookies.login_prefix
-    return [parse_binding(name, value) for name, value in request.cookies.items() if name.startswith(prefix)]
+    return [
+        parse_binding(name, value)
+        for name, value in request.cookies.items()
+        if name.startswith(prefix) and _OWN_SUFFIX.fullmatch(name[len(prefix) :])
+    ]
 
 
 def binding_for(request: web.Request, rt: Runtime, state: str) -> Binding | None:

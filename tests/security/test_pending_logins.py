@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 
+from gateway.web.state import RUNTIME
 from tests.fixtures.login import LoginFactory, LoginSetup, session_route
 from tests.fixtures.redis_server import RedisServer
 from tests.support.upstream import Upstream
@@ -93,3 +94,16 @@ async def test_forged_cookies_cannot_expire_another_browsers_login(
             ) as resp:
                 assert resp.status == 302
     assert await setup.finish_login(browser, auth_url) == "/"
+
+
+async def test_tossed_login_cookies_with_odd_names_cannot_break_the_login(
+    setup: LoginSetup, browser: aiohttp.ClientSession
+) -> None:
+    """Cookie tossing: cookies under the login prefix but not of the gateway's form (names aiohttp reads
+    but cannot expire) are no pending logins: the login still answers 302, never a 500."""
+    prefix = setup.client.app[RUNTIME].current.cookies.login_prefix  # type: ignore[index]
+    tossed = "; ".join(f"{prefix}({i}=1.x.y" for i in range(LIMIT + 2))
+    url = f"{setup.url}/oauth2/login?rd=%2F"
+    async with browser.get(url, headers={"Cookie": tossed}, allow_redirects=False) as resp:
+        assert resp.status == 302, await resp.text()
+        assert not any("(" in value for value in resp.headers.getall("Set-Cookie", []))

@@ -186,3 +186,12 @@ def test_a_malformed_htu_is_a_dpop_error(htu: str) -> None:
     """A proof whose htu cannot even be parsed is refused as a proof, never a 500."""
     with pytest.raises(DPoPError, match="htu"):
         check(proof(htu=htu))
+
+
+@pytest.mark.parametrize("iat", [float("nan"), float("inf"), float("-inf")])
+def test_non_numbers_in_iat_are_refused(iat: float) -> None:
+    """A NaN iat passes every window comparison (all are false): such a proof could be replayed forever."""
+    with pytest.raises(DPoPError, match="malformed claims"):
+        verify_proof(
+            proof(iat=iat), method="GET", url=URL, access_token=TOKEN, jkt=EC.thumbprint(), now=NOW + 1e7
+        )

@@ -143,3 +143,9 @@ def test_any_form_value_is_refused_cleanly(value: str) -> None:
     """Whatever is POSTed as logout_token, the answer is a LogoutTokenError, never another exception."""
     with pytest.raises(LogoutTokenError):
         verify(value)
+
+
+def test_a_nan_iat_is_malformed() -> None:
+    """NaN is not JSON: an iat of NaN would pass the 5-minute window check whatever the time."""
+    with pytest.raises(LogoutTokenError, match="malformed claims"):
+        verify(token(iat=float("nan")))
