@@ -5,17 +5,19 @@ introspection answers of their access tokens. Token checks live in gateway/oidc;
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
 from gateway.errors import BadRequest, DependencyUnavailable, MethodNotAllowed, NotFound
-from gateway.oidc import LogoutTokenError, ProviderClient
+from gateway.oidc import LogoutClaims, LogoutTokenError, ProviderClient
 from gateway.sessions import EndedSession, SessionStore
 from gateway.web.runtime import Runtime
 from gateway.web.state import SESSION_SOCKETS
 
+_RUNNING: set[asyncio.Future[list[EndedSession]]] = set()  # strong references while shielded
 log = logging.getLogger("tokengate.login")
 
 PATH = "/oauth2/backchannel-logout"
@@ -35,21 +37,12 @@ async def backchannel_logout(request: web.Request, rt: Runtime) -> web.StreamRes
         claims = await provider.verify_logout_token(token)
     except LogoutTokenError as exc:
         raise BadRequest("the logout token is not valid", detail=f"logout token: {exc.detail}") from exc
-    issuer = provider.cfg.issuer
-    # §2.6 step 6: only after every other check, so a forged token cannot burn a real token's jti. The
-    # key lives as long as the token could still pass the iat check; after that, iat refuses it.
-    if not await store.first_use(_REPLAY_KIND, issuer, claims.jti, provider.logout_token_window(claims)):
-        raise BadRequest("the logout token was already used", detail="logout token: jti replayed")
-    try:
-        ended = await store.end_sessions(provider.name, sid=claims.sid, sub=claims.sub)
-        await _after_logout(request, provider, ended)
-    except DependencyUnavailable:
-        # 503 + Retry-After: the provider retries the same token, which must not then look replayed.
-        try:
-            await store.forget_use(_REPLAY_KIND, issuer, claims.jti)
-        except DependencyUnavailable:
-            log.warning("back-channel logout: could not release the jti after a store failure")
-        raise
+    # Shielded, like a token refresh: a provider that gives up waiting (a disconnect cancels the
+    # handler) must not leave the jti spent and the sessions alive; the work runs to its end.
+    work = asyncio.ensure_future(_end_sessions(request, store, provider, claims))
+    _RUNNING.add(work)
+    work.add_done_callback(_RUNNING.discard)
+    ended = await asyncio.shield(work)
     log.info(
         "back-channel logout from %s ended %d session(s) by %s",
         provider.name,
@@ -58,6 +51,29 @@ async def backchannel_logout(request: web.Request, rt: Runtime) -> web.StreamRes
     )
     # §2.8: 200 whether or not a session matched (the logout is idempotent); never cached.
     return web.Response(status=200, headers={"Cache-Control": "no-store"})
+
+
+async def _end_sessions(
+    request: web.Request, store: SessionStore, provider: ProviderClient, claims: LogoutClaims
+) -> list[EndedSession]:
+    issuer = provider.cfg.issuer
+    try:
+        # §2.6 step 6: only after every other check, so a forged token cannot burn a real token's jti.
+        # The key lives as long as the token could still pass the iat check; after that, iat refuses it.
+        fresh = await store.first_use(_REPLAY_KIND, issuer, claims.jti, provider.logout_token_window(claims))
+        if not fresh:
+            raise BadRequest("the logout token was already used", detail="logout token: jti replayed")
+        ended = await store.end_sessions(provider.name, sid=claims.sid, sub=claims.sub)
+        await _after_logout(request, provider, ended)
+    except DependencyUnavailable:
+        # 503 + Retry-After: the provider retries the same token, which must not then look replayed
+        # (also when the mark itself timed out after Redis had applied it).
+        try:
+            await store.forget_use(_REPLAY_KIND, issuer, claims.jti)
+        except DependencyUnavailable:
+            log.warning("back-channel logout: could not release the jti after a store failure")
+        raise
+    return ended
 
 
 async def _after_logout(request: web.Request, provider: ProviderClient, ended: list[EndedSession]) -> None:
