@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.errors import SessionStoreUnavailable
@@ -75,6 +76,10 @@ class RedisSessionStore(KeyValueSessionStore):
         super().__init__(cipher, idle_timeout=idle_timeout, key_prefix=key_prefix, clock=clock)
         self._redis = client
         self._deadline = deadline
+        # redis-py's async RedisCluster set up by several first commands at once can hand one of them a
+        # connection that is not open yet (AttributeError: no writer): it is initialised once, first.
+        self._initialised = not isinstance(client, RedisCluster)
+        self._initialising = asyncio.Lock()
 
     @classmethod
     def from_url(
@@ -106,6 +111,8 @@ class RedisSessionStore(KeyValueSessionStore):
             # One deadline over the whole operation, retries included: socket timeouts alone could add
             # up (Cluster retries timeouts on its own), and a request must get its 503 within seconds.
             async with asyncio.timeout(self._deadline):
+                if not self._initialised:
+                    await self._initialise()
                 with client_span(
                     f"redis {operation}", {"db.system.name": "redis", "db.operation.name": operation}
                 ):
@@ -113,6 +120,13 @@ class RedisSessionStore(KeyValueSessionStore):
         except _FAILURES as exc:
             REDIS_ERRORS.labels(operation=operation).inc()
             raise SessionStoreUnavailable(detail=f"redis {operation}: {type(exc).__name__}: {exc}") from exc
+
+    async def _initialise(self) -> None:
+        async with self._initialising:
+            if not self._initialised:
+                assert isinstance(self._redis, RedisCluster)
+                await self._redis.initialize()
+                self._initialised = True
 
     async def _get(self, key: str) -> bytes | None:
         return _as_bytes(await self._redis.get(key))

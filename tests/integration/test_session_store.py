@@ -37,9 +37,10 @@ from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"  # 32 bytes, base64url without padding
 PREFIX = "tg-test:"
-IDLE = 0.5  # seconds; the Redis stores wait for real, so every timing below is a fraction of a second
-SHORT = 0.2  # TTL of things meant to expire during a test
-PAST_SHORT = 0.35  # a wait comfortably beyond SHORT
+IDLE = 2.0  # seconds; the Redis stores wait for real. Long enough that a busy machine (the tiers run
+# in parallel) never idles a session out between two steps of a test that does not mean it to.
+SHORT = 1.0  # TTL of things meant to expire during a test (a stall between two marks stays inside it)
+PAST_SHORT = 1.5  # a wait comfortably beyond SHORT
 ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{43,}")
 
 ACCESS = "AT-4f1c0b7e-plaintext-access-token"
@@ -321,9 +322,9 @@ async def test_delete_returns_what_logout_needs(backend: Backend) -> None:
 async def test_idle_timeout_slides_with_use(backend: Backend) -> None:
     store = backend.open()
     session_id = await store.create(make_session(backend.clock))
-    await backend.advance(0.3)
-    assert await store.get(session_id) is not None  # slides: now alive until 0.3 + IDLE
-    await backend.advance(0.3)  # past the first idle deadline (0.5), inside the slid one (0.8)
+    await backend.advance(IDLE * 0.6)
+    assert await store.get(session_id) is not None  # slides: now alive until 1.6 IDLE
+    await backend.advance(IDLE * 0.6)  # past the first idle deadline (IDLE), inside the slid one
     assert await store.get(session_id) is not None
     await backend.advance(IDLE + 0.2)  # unused for longer than the idle timeout
     assert await store.get(session_id) is None
