@@ -19,7 +19,7 @@ from types import FrameType
 from gateway.config import load_config
 from gateway.config.schema import GatewayConfig
 from gateway.logs import configure_logging
-from gateway.server.gateway import serve
+from gateway.server.gateway import serve, use_uvloop
 
 log = logging.getLogger("tokengate")
 
@@ -64,6 +64,7 @@ class Supervisor:
     def run(self) -> int:
         for sig in _SIGNALS:
             signal.signal(sig, self._forward)
+        use_uvloop()  # imported here, not in each worker: its pages are shared too
         gc.collect()
         gc.freeze()
         for _ in range(self.workers):
@@ -97,7 +98,7 @@ class Supervisor:
             serve(cfg, self.config_path, reuse_port=True, log_level=self.log_level)
             code = 0
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:
             log.exception("worker %d failed", os.getpid())
         finally:
