@@ -35,8 +35,8 @@ setup: $(STAMP) $(IDP_STAMP) system-deps ## Create .venv, install the project, t
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layers
-	$(BIN)/ruff check gateway tests bench demo
-	$(BIN)/ruff format --check gateway tests bench demo
+	$(BIN)/ruff check gateway tests bench demo tools
+	$(BIN)/ruff format --check gateway tests bench demo tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -78,8 +78,8 @@ image-check: ## Build the container image with buildah and run check-config insi
 	bash .ci/image-check
 
 .PHONY: docs
-docs: $(STAMP) ## Regenerate docs/configuration.md from the config schema
-	$(BIN)/python -m gateway.config.reference > docs/configuration.md
+docs: $(STAMP) ## Regenerate docs/configuration.md (tools/configref: schema, rule book, template)
+	$(BIN)/python -m tools.configref > docs/configuration.md
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and test provider modules

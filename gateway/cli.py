@@ -9,6 +9,7 @@ import base64
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,6 +22,8 @@ DEFAULT_CONFIG = "config/gateway.yaml"
 CONFIG_ENV = "TOKENGATE_CONFIG"
 EXIT_REFUSED, EXIT_CONFIG, EXIT_USAGE = 1, 2, 64  # 64: EX_USAGE from sysexits.h
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+Command = Callable[[argparse.Namespace], int]
 
 _EPILOG = f"""\
 The config file is --config, else ${CONFIG_ENV}, else {DEFAULT_CONFIG}.
@@ -51,6 +54,12 @@ def config_path(*given: str | None) -> str:
     return os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
 
 
+def _given(args: argparse.Namespace) -> str | None:
+    # Absent unless given: the one --config action is shared by every parser (see _parser).
+    config: str | None = getattr(args, "config", None)
+    return config
+
+
 def _load(path: str) -> GatewayConfig | None:
     try:
         return load_config(path)
@@ -59,37 +68,43 @@ def _load(path: str) -> GatewayConfig | None:
         return None
 
 
-def _prepare_metrics(workers: int) -> None:
+def _prepare_metrics(workers: int) -> Path | None:
     """prometheus-client's multiprocess mode only with several workers: one worker keeps its metrics in
     memory, which is what lets the process_* and python_* collectors work. Runs before prometheus-client
-    is imported (it reads PROMETHEUS_MULTIPROC_DIR at import)."""
+    is imported (it reads PROMETHEUS_MULTIPROC_DIR at import, and the supervisor imports it before it
+    forks the workers). Returns the directory made here for this run, which the supervisor removes."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if workers <= 1:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        return
-    if directory:
-        # Files a previous (crashed) run left there would be counted again.
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        for stale in Path(directory).glob("*.db"):
-            stale.unlink(missing_ok=True)
+        return None
+    if not directory:
+        own = Path(f"/tmp/tokengate-metrics-{os.getpid()}")  # noqa: S108 - per-run, removed at exit
+        own.mkdir(parents=True, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own)
+        return own
+    # Files a previous (crashed) run left there would be counted again.
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
-    path = config_path(args.run_config, args.config)
+    path = config_path(_given(args))
     cfg = _load(path)
     if cfg is None:
         return EXIT_CONFIG
-    _prepare_metrics(cfg.server.workers)
+    metrics_dir = _prepare_metrics(cfg.server.workers)
     from gateway.server import serve, supervise  # imported late: check-config stays light
 
     if cfg.server.workers > 1:
-        return supervise(cfg, Path(path), log_level=args.log_level)
+        return supervise(cfg, Path(path), log_level=args.log_level, metrics_dir=metrics_dir)
     serve(cfg, Path(path), log_level=args.log_level)
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    path = config_path(args.file, args.check_config, args.config)
+    path = config_path(args.file, _given(args))
     cfg = _load(path)
     if cfg is None:
         return EXIT_CONFIG
@@ -105,7 +120,7 @@ def _explain(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tokengate explain: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    cfg = _load(config_path(args.explain_config, args.config))
+    cfg = _load(config_path(_given(args)))
     if cfg is None:
         return EXIT_CONFIG
     result = explain(cfg, args.method, args.url, claims=claims, token=args.token, dpop=args.dpop)
@@ -131,33 +146,47 @@ def _gen_key(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # --config is declared once and accepted before or after the command (after wins); SUPPRESS keeps
+    # a command's parser from overwriting a value given before it with a default. The action object is
+    # shared by every parser, so no set_defaults() may name `config`.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--config", default=argparse.SUPPRESS, metavar="PATH", help="the config file (see below)"
+    )
     parser = _Parser(
         prog="tokengate",
         description="tokengate: an OAuth 2.0 / OpenID Connect auth gateway (a reverse proxy that checks "
         "bearer tokens and runs browser logins).",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"tokengate {__version__}")
-    parser.add_argument("--config", default=None, metavar="PATH", help="the config file (see below)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    # `tokengate [--config PATH]` without a command runs the gateway.
+    parser.set_defaults(func=_run, log_level=None)
+    sub = parser.add_subparsers(metavar="COMMAND", title="commands")
 
-    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
+    def command(
+        name: str, summary: str, description: str, func: Command, *, reads_config: bool = True
+    ) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(
             name,
             help=summary,
             description=description,
             epilog=_EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common] if reads_config else [],
         )
+        cmd.set_defaults(func=func)
+        return cmd
 
     run = command(
         "run",
         "start the gateway (the default command)",
         "Serve the public and admin listeners of a config file until SIGTERM or SIGINT (which drain "
         "in-flight requests for server.shutdown_grace). SIGHUP or a change of the file reloads it.",
+        _run,
     )
-    run.add_argument("--config", dest="run_config", default=None, metavar="PATH", help="the config file")
     run.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
@@ -169,16 +198,16 @@ def _parser() -> argparse.ArgumentParser:
         "validate a config file offline; exit 0 or 2",
         "Validate a config file without any network access: print OK and exit 0, or print every problem "
         "with its YAML path and exit 2.",
+        _check_config,
     )
     check.add_argument("file", nargs="?", default=None, help="the config file (or --config)")
-    check.add_argument("--config", dest="check_config", default=None, metavar="PATH", help="the config file")
     why = command(
         "explain",
         "show how a request would be routed and judged; exit 0 allow, 1 deny",
         "Route a request through a config's route table and policy, as the gateway would, and print "
         "each step: the normalised path, the route, the authentication and the authorisation decision.",
+        _explain,
     )
-    why.add_argument("--config", dest="explain_config", default=None, metavar="PATH", help="the config file")
     why.add_argument("method", help="HTTP method, e.g. GET")
     why.add_argument("url", help="URL or path, e.g. https://api.example.com/api/orders?x=1")
     given = why.add_mutually_exclusive_group()
@@ -194,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
         "print a new random key",
         "Print a new sessions.encryption_key (32 random bytes, base64url), or with --signing a new "
         "EC P-256 private key (PKCS#8 PEM) for server.signing_key. Keep the output secret.",
+        _gen_key,
+        reads_config=False,
     )
     gen.add_argument(
         "--signing", action="store_true", help="an EC P-256 signing key for identity assertions instead"
@@ -201,14 +232,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"run": _run, "check-config": _check_config, "explain": _explain, "gen-key": _gen_key}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command is None:  # `tokengate [--config PATH]` runs the gateway
-        args.run_config, args.log_level = None, None
-    return _COMMANDS[args.command or "run"](args)
+    func: Command = args.func
+    return func(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,6 @@
 """Cross-field rules of the configuration: every problem that spans fields, each with its YAML path,
-run over the sections that validated on their own (so one pass reports everything); no I/O."""
+run over the sections that validated on their own (so one pass reports everything); no I/O. The
+rules' wording and messages are data in ``rulebook``, shared with the reference generator."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.config import rulebook as rb
 from gateway.config.hosts import host_problems
 from gateway.config.identity import identity_problems
 from gateway.config.schema import (
@@ -111,33 +113,21 @@ def cross_field_problems(cfg: GatewayConfig | ConfigParts) -> list[ConfigProblem
     sessions, server = parts.sessions, parts.server
     if sessions is not None:
         if parts.shares_introspection_cache and not uses_sessions and sessions.encryption_key is None:
-            problems.append(
-                ConfigProblem(
-                    "sessions.encryption_key",
-                    "required to share the introspection cache "
-                    "in Redis: replicas authenticate its entries with this key",
-                )
-            )
+            problems.append(rb.KEY_FOR_SHARED_INTROSPECTION.problem("sessions.encryption_key"))
         if uses_sessions and sessions.encryption_key is None:
-            problems.append(ConfigProblem("sessions.encryption_key", "required when a route uses sessions"))
+            problems.append(rb.KEY_FOR_SESSIONS.problem("sessions.encryption_key"))
         if sessions.idle_timeout > sessions.absolute_timeout:
-            problems.append(
-                ConfigProblem("sessions.idle_timeout", "must not exceed sessions.absolute_timeout")
-            )
+            problems.append(rb.IDLE_WITHIN_ABSOLUTE.problem("sessions.idle_timeout"))
     if server is not None:
         if uses_sessions and server.public_url is None:
-            problems.append(ConfigProblem("server.public_url", "required when a route uses sessions"))
+            problems.append(rb.PUBLIC_URL_FOR_SESSIONS.problem("server.public_url"))
         if server.listen == server.admin_listen:
-            problems.append(ConfigProblem("server.admin_listen", "must differ from server.listen"))
+            problems.append(rb.ADMIN_APART.problem("server.admin_listen"))
     for name, provider in parts.providers.items():
         if provider.tls is not None and provider.tls.key_file and not provider.tls.cert_file:
-            problems.append(ConfigProblem(f"providers.{name}.tls.cert_file", "required with key_file"))
+            problems.append(rb.CERT_WITH_KEY.problem(f"providers.{name}.tls.cert_file"))
         if provider.client_secret is None and provider.introspection_client_secret is None:
-            problems.append(
-                ConfigProblem(
-                    f"providers.{name}.client_secret", "required (the gateway is a confidential client)"
-                )
-            )
+            problems.append(rb.CLIENT_SECRET.problem(f"providers.{name}.client_secret"))
     return problems
 
 
@@ -149,9 +139,7 @@ def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
         at = f"routes[{i}]"
         if route.name in seen:
             problems.append(
-                ConfigProblem(
-                    f"{at}.name", f"duplicate route name {route.name!r} (also routes[{seen[route.name]}])"
-                )
+                rb.ROUTE_NAMES_UNIQUE.problem(f"{at}.name", name=route.name, other=seen[route.name])
             )
         seen.setdefault(route.name, i)
         key = (
@@ -160,41 +148,37 @@ def _route_problems(parts: ConfigParts) -> list[ConfigProblem]:
             tuple(sorted(route.match.methods)) if route.match.methods else None,
         )
         if key in matches:
-            problems.append(
-                ConfigProblem(f"{at}.match", f"matches exactly what routes[{matches[key]}] matches")
-            )
+            problems.append(rb.ROUTE_MATCHES_UNIQUE.problem(f"{at}.match", other=matches[key]))
         matches.setdefault(key, i)
         if route.upstream_tls is not None and not str(route.upstream).startswith("https://"):
-            problems.append(ConfigProblem(f"{at}.upstream_tls", "applies only to an https:// upstream"))
+            problems.append(rb.UPSTREAM_TLS_HTTPS.problem(f"{at}.upstream_tls"))
         tls = route.upstream_tls
         if tls is not None and tls.key_file and not tls.cert_file:
-            problems.append(ConfigProblem(f"{at}.upstream_tls.cert_file", "required with key_file"))
+            problems.append(rb.CERT_WITH_KEY.problem(f"{at}.upstream_tls.cert_file"))
         prefix = route.match.path_prefix
         if prefix == "/oauth2" or prefix.startswith("/oauth2/"):
-            problems.append(ConfigProblem(f"{at}.match.path_prefix", "/oauth2/ is reserved for the gateway"))
+            problems.append(rb.RESERVED_PREFIXES.problem(f"{at}.match.path_prefix", "oauth2"))
         auth = route.auth
         if auth.mode == "public":
             for field in ("provider", "audience"):
                 if getattr(auth, field) is not None:
-                    problems.append(ConfigProblem(f"{at}.auth.{field}", "has no effect on a public route"))
+                    problems.append(rb.PUBLIC_WITHOUT_PROVIDER.problem(f"{at}.auth.{field}"))
             if auth.scopes or auth.scopes_by_method or auth.require != RequireConfig():
-                problems.append(ConfigProblem(f"{at}.auth", "a public route cannot require scopes or claims"))
+                problems.append(rb.PUBLIC_WITHOUT_RULES.problem(f"{at}.auth"))
             continue
         if auth.provider is None:
-            problems.append(ConfigProblem(f"{at}.auth.provider", f"required for mode {auth.mode!r}"))
+            problems.append(rb.ROUTE_PROVIDER.problem(f"{at}.auth.provider", "missing", mode=auth.mode))
         elif auth.provider not in parts.provider_names:
             known = ", ".join(sorted(parts.provider_names)) or "none defined"
             problems.append(
-                ConfigProblem(
-                    f"{at}.auth.provider", f"unknown provider {auth.provider!r} (providers: {known})"
+                rb.ROUTE_PROVIDER.problem(
+                    f"{at}.auth.provider", "unknown", provider=auth.provider, known=known
                 )
             )
         if auth.scopes and auth.scopes_by_method is not None:
-            problems.append(
-                ConfigProblem(f"{at}.auth.scopes_by_method", "give either scopes or scopes_by_method")
-            )
+            problems.append(rb.SCOPES_EXCLUSIVE.problem(f"{at}.auth.scopes_by_method"))
         if auth.mode == "session" and (auth.allow_query_token or auth.allow_form_token):
-            problems.append(ConfigProblem(f"{at}.auth", "token carriers apply to bearer routes only"))
+            problems.append(rb.TOKEN_CARRIERS.problem(f"{at}.auth"))
         if auth.mode == "session" and auth.dpop == "required":
-            problems.append(ConfigProblem(f"{at}.auth.dpop", "applies to bearer routes only"))
+            problems.append(rb.DPOP_BEARER_ONLY.problem(f"{at}.auth.dpop"))
     return problems

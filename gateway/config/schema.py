@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -14,16 +13,17 @@ from gateway.config.identity import ClaimHeaders, SigningKey
 from gateway.config.step_up import check_acr, check_max_age
 from gateway.config.tls import ClientTlsConfig, ServerTlsConfig, UpstreamTlsConfig
 from gateway.config.values import (
+    Cidr,
     Duration,
+    EncryptionKey,
     HttpUrl,
     Listen,
     Method,
+    Origin,
+    PathPrefix,
     PositiveDuration,
+    RedisUrl,
     RouteName,
-    check_encryption_key,
-    check_origin,
-    check_prefix,
-    check_redis_url,
     cidr_texts,
     parse_duration,
     split_listen,
@@ -60,15 +60,13 @@ class ServerConfig(_Model):
     admin_listen: Listen = Field(
         "127.0.0.1:9090", description="Admin listener for /healthz, /readyz and /metrics; never public."
     )
-    public_url: Annotated[str, AfterValidator(check_origin)] | None = Field(
+    public_url: Origin | None = Field(
         None,
         description="External origin of the gateway; redirect_uri = public_url + /oauth2/callback. "
         "Required when any route uses sessions.",
     )
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the listening port (SO_REUSEPORT).")
-    trusted_proxies: Annotated[
-        list[ipaddress.IPv4Network | ipaddress.IPv6Network], BeforeValidator(cidr_texts)
-    ] = Field(
+    trusted_proxies: Annotated[list[Cidr], BeforeValidator(cidr_texts)] = Field(
         default_factory=list,
         description="CIDRs whose X-Forwarded-* and X-Request-Id headers are believed.",
     )
@@ -191,7 +189,7 @@ class SessionsConfig(_Model):
     store: Literal["redis", "memory"] = Field(
         "redis", description="`redis` (shared by replicas) or `memory` (one process, development only)."
     )
-    redis_url: Annotated[str, AfterValidator(check_redis_url)] = Field(
+    redis_url: RedisUrl = Field(
         "redis://127.0.0.1:6379/0",
         description="redis://, rediss:// (TLS), unix://, redis+sentinel://host:port/service_name or "
         "redis+cluster://host:port.",
@@ -208,7 +206,7 @@ class SessionsConfig(_Model):
         timedelta(seconds=30),
         description="Refresh the access token this long before it expires.",
     )
-    encryption_key: Annotated[SecretStr, AfterValidator(check_encryption_key)] | None = Field(
+    encryption_key: EncryptionKey | None = Field(
         None,
         description="32 random bytes, base64url; encrypts tokens at rest (AES-GCM). Required for sessions.",
     )
@@ -226,7 +224,7 @@ class SessionsConfig(_Model):
 
 class MatchConfig(_Model):
     host: str | None = Field(None, description="Host to match (case-insensitive, port ignored).")
-    path_prefix: Annotated[str, AfterValidator(check_prefix)] = Field(
+    path_prefix: PathPrefix = Field(
         "/", description="Segment-aware prefix: /api matches /api and /api/x, not /apix."
     )
     methods: list[Method] | None = Field(None, description="Methods to match; default: all.")

@@ -7,6 +7,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -28,6 +29,15 @@ _UNIT_SECONDS = {
     "h": 3600.0,
     "d": 86400.0,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class TypeName:
+    """``Annotated`` metadata: what a value type holds, in words, for the configuration reference
+    ("duration", "URL"), where its Python type would only say ``str``. Pydantic ignores it."""
+
+    singular: str
+    plural: str
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -53,7 +63,10 @@ def _format_duration(value: timedelta) -> str:
 
 
 Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(_format_duration, return_type=str)
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(_format_duration, return_type=str),
+    TypeName("duration", "durations"),
 ]
 
 
@@ -140,10 +153,19 @@ def check_prefix(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(check_http_url)]
-Listen = Annotated[str, AfterValidator(check_listen)]
+HttpUrl = Annotated[str, AfterValidator(check_http_url), TypeName("URL", "URLs")]
+Origin = Annotated[
+    str, AfterValidator(check_origin), TypeName("URL (origin, no path)", "URLs (origins, no path)")
+]
+Listen = Annotated[str, AfterValidator(check_listen), TypeName("host:port", "host:port pairs")]
+RedisUrl = Annotated[str, AfterValidator(check_redis_url), TypeName("Redis URL", "Redis URLs")]
+PathPrefix = Annotated[str, AfterValidator(check_prefix), TypeName("path", "paths")]
+EncryptionKey = Annotated[
+    SecretStr, AfterValidator(check_encryption_key), TypeName("secret: 32-byte key, base64url", "secrets")
+]
+Cidr = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, TypeName("CIDR", "CIDRs")]
 RouteName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
-Method = Annotated[str, AfterValidator(lambda v: v.upper())]
+Method = Annotated[str, AfterValidator(lambda v: v.upper()), TypeName("HTTP method", "HTTP methods")]
 
 
 class Model(BaseModel):

@@ -25,7 +25,7 @@ MAX_LINE_SIZE = 8190
 
 class HeadErrorHandler(RequestHandler):
     """A connection whose unparsable request heads are answered as above; the public listener's
-    connection class (gateway/web/listener.py) builds on it."""
+    connection class (gateway/server/listener.py) builds on it."""
 
     def __init__(self, manager: Any, *, max_line_size: int = MAX_LINE_SIZE, **kwargs: Any) -> None:
         super().__init__(manager, max_line_size=max_line_size, **kwargs)

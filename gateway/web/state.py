@@ -24,6 +24,10 @@ class RuntimeHolder:
             raise RuntimeError("the gateway has not started")
         return self.runtime
 
+    def begin_shutdown(self) -> None:
+        """The drain starts: /readyz answers 503 so load balancers stop sending new requests."""
+        self.ready = False
+
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 REFRESHER = web.AppKey("refresher", SessionRefresher)

@@ -153,15 +153,11 @@ async def test_reload_swaps_routes_without_dropping_requests(upstream: Upstream,
 
 
 def children(pid: int) -> set[int]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    """The supervisor's worker processes: forked, so every child it has is one."""
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            if Path(f"/proc/{child}").exists():
                 found.add(int(child))
     return found
 
@@ -199,6 +195,31 @@ async def test_workers_share_the_port_and_are_replaced(upstream: Upstream, tmp_p
     finally:
         assert gw.stop() == 0
     assert "starting a new one" in gw.logs()
+
+
+async def test_the_supervisor_forwards_sighup_and_sigterm_to_every_worker(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    gw = start_gateway(
+        config(upstream, workers=2),
+        tmp_path,
+        wait_ready=True,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")},
+    )
+    try:
+        assert await asyncio.to_thread(wait_until, lambda: len(children(gw.proc.pid)) == 2, 15)
+        workers = children(gw.proc.pid)
+        gw.proc.send_signal(signal.SIGHUP)
+        # each worker reloads once; the supervisor neither reloads nor exits
+        assert await asyncio.to_thread(
+            wait_until, lambda: gw.logs().count("configuration reloaded (SIGHUP)") == 2, 15
+        )
+        assert gw.proc.poll() is None
+        assert children(gw.proc.pid) == workers
+    finally:
+        assert gw.stop() == 0  # SIGTERM: forwarded, both workers drain and exit, then the supervisor
+    assert gw.logs().count('"stopped"') == 2
+    assert "starting a new one" not in gw.logs()
 
 
 async def test_crashing_workers_are_restarted_with_backoff(upstream: Upstream, tmp_path: Path) -> None:

@@ -58,4 +58,5 @@ async def test_one_gib_each_way_with_flat_memory(upstream: Upstream, tmp_path: P
         f"\ngateway RSS: baseline {baseline / 1024:.1f} MiB, peak during 1 GiB upload "
         f"{upload_peak / 1024:.1f} MiB, peak overall {peak / 1024:.1f} MiB"
     )
-    assert growth_mib < 64, f"RSS grew by {growth_mib:.0f} MiB while streaming"
+    # Issue 11: a 1 GiB stream grows RSS by less than 10 MiB (measured: ~1 MiB; bench/memory.py).
+    assert growth_mib < 10, f"RSS grew by {growth_mib:.0f} MiB while streaming"

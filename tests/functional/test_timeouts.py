@@ -18,7 +18,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.web.listener import GatewayRunner, ListenerLimits
+from gateway.server.listener import GatewayRunner, ListenerLimits
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.support.net import free_port

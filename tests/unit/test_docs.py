@@ -11,9 +11,9 @@ import pytest
 
 from gateway.cli import _parser
 from gateway.config import parse_config
-from gateway.config.reference import example_path, render
 from gateway.errors import ConfigError
 from tests.support.assertion import new_signing_pem
+from tools.configref import example_path, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])

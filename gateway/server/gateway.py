@@ -1,17 +1,13 @@
-"""Process lifecycle: listeners, signals (SIGTERM/SIGINT drain, SIGHUP reload), config file watching
-and the worker supervisor for ``server.workers > 1`` (SO_REUSEPORT)."""
+"""One serving process (the ``Gateway``): the public and admin listeners around one swappable runtime,
+signals (SIGTERM/SIGINT drain, SIGHUP reload) and config file watching."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
-import multiprocessing
 import os
-import shutil
 import signal
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,7 @@ from gateway.config.schema import GatewayConfig, ServerConfig, split_listen
 from gateway.config.tls import load_server_cert, server_context
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging, set_level
-from gateway.web.listener import GatewayRunner, ListenerLimits
+from gateway.server.listener import GatewayRunner, ListenerLimits
 from gateway.web.runtime import Runtime
 from gateway.web.state import RUNTIME
 
@@ -34,6 +30,9 @@ log = logging.getLogger("tokengate")
 WATCH_INTERVAL = 1.0
 START_WAIT = 30.0  # seconds a worker of several waits for its providers before it takes connections
 _RESTART_ONLY = ("listen", "admin_listen", "workers", "shutdown_grace", "tracing")
+# The listen queue of the public port: a burst of new connections (a load balancer's pool warming up,
+# clients reconnecting after a deploy) waits in the kernel instead of being refused.
+BACKLOG = 1024
 
 
 def tune_gc() -> None:
@@ -86,9 +85,32 @@ class Gateway:
         self.tls = server_context(cfg.server.tls) if cfg.server.tls is not None else None
 
     async def run(self) -> None:
+        grace = self.cfg.server.shutdown_grace.total_seconds()
+        runner, admin_runner = await self._start(grace)
+        tune_gc()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
+        if self.config_path is not None:
+            self._spawn(self._watch(self.config_path))
+        await self._stop.wait()
+        log.info("shutting down: draining in-flight requests for up to %.0fs", grace)
+        self.app[RUNTIME].begin_shutdown()
+        for task in self._background:
+            task.cancel()
+        await runner.cleanup()  # stops accepting, waits for in-flight handlers up to the grace
+        await admin_runner.cleanup()
+        log.info("stopped")
+
+    async def _start(self, grace: float) -> tuple[web.AppRunner, web.AppRunner]:
+        """Both listeners up; with several workers the public one only once the providers are loaded."""
         server = self.cfg.server
-        grace = server.shutdown_grace.total_seconds()
-        runner = GatewayRunner(  # listener limits, and unparsable heads answered as JSON
+        # Server settings for a proxy: our access log replaces aiohttp's (access_log=None, which also
+        # skips its per-request formatting); a client that goes away cancels its handler, so the
+        # upstream request is abandoned too (handler_cancellation); keep-alive, head and body limits
+        # come from ListenerLimits (DESIGN §8).
+        runner = GatewayRunner(
             self.app, self.limits, handler_cancellation=True, access_log=None, shutdown_timeout=grace
         )
         admin_runner = web.AppRunner(self.admin, access_log=None, shutdown_timeout=1.0)
@@ -100,26 +122,12 @@ class Gateway:
         if self.reuse_port:
             await self._providers_loaded()
         await web.TCPSite(
-            runner, host, port, reuse_port=self.reuse_port, backlog=1024, ssl_context=self.tls
+            runner, host, port, reuse_port=self.reuse_port, backlog=BACKLOG, ssl_context=self.tls
         ).start()
         log.info(
             "tokengate listening on %s (admin %s), pid %d", server.listen, server.admin_listen, os.getpid()
         )
-        tune_gc()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
-        if self.config_path is not None:
-            self._spawn(self._watch(self.config_path))
-        await self._stop.wait()
-        log.info("shutting down: draining in-flight requests for up to %.0fs", grace)
-        self.app[RUNTIME].ready = False
-        for task in self._background:
-            task.cancel()
-        await runner.cleanup()  # stops accepting, waits for in-flight handlers up to the grace
-        await admin_runner.cleanup()
-        log.info("stopped")
+        return runner, admin_runner
 
     async def _providers_loaded(self) -> None:
         """With several workers on one port the kernel hands each connection to any of them, and a
@@ -194,83 +202,18 @@ async def _close_later(runtime: Runtime, successor: Runtime, delay: float) -> No
     # Requests that started on the old runtime keep using it; give them the grace to finish. What the
     # successor took over (unchanged providers, the session store) stays open.
     await asyncio.sleep(delay)
-    with contextlib.suppress(Exception):
+    try:
         await runtime.close(successor)
+    except Exception:
+        # The old runtime is out of service either way; what did not close cleanly (a provider
+        # client, a Redis pool) is logged, not raised into a task nobody awaits.
+        log.warning("closing the replaced runtime failed", exc_info=True)
 
 
 def serve(
     cfg: GatewayConfig, config_path: Path | None, *, reuse_port: bool = False, log_level: str | None = None
 ) -> None:
+    """Run one serving process until SIGTERM or SIGINT."""
     configure_logging(log_level or cfg.server.log_level)
     use_uvloop()
     asyncio.run(Gateway(cfg, config_path, reuse_port=reuse_port, log_level=log_level).run())
-
-
-def _worker(config_path: str, log_level: str | None) -> None:
-    cfg = load_config(config_path)
-    serve(cfg, Path(config_path), reuse_port=True, log_level=log_level)
-
-
-def supervise(cfg: GatewayConfig, config_path: Path, *, log_level: str | None = None) -> int:
-    """Run ``server.workers`` processes on one port; restart any that dies; forward signals. The workers
-    share their metrics through prometheus-client's multiprocess files (only in this mode)."""
-    configure_logging(log_level or cfg.server.log_level)
-    own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-    multiproc_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/tokengate-metrics-{os.getpid()}")  # noqa: S108
-    Path(multiproc_dir).mkdir(parents=True, exist_ok=True)
-    ctx = multiprocessing.get_context("spawn")
-    stopping = False
-    workers: dict[int, multiprocessing.process.BaseProcess] = {}
-    started_at: dict[int, float] = {}
-    restarts: list[float] = []  # when each pending replacement may start
-    quick_failures = 0
-
-    def start_one() -> None:
-        proc = ctx.Process(target=_worker, args=(str(config_path), log_level), daemon=False)
-        proc.start()
-        assert proc.pid is not None
-        workers[proc.pid] = proc
-        started_at[proc.pid] = time.monotonic()
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stopping = True
-        for proc in workers.values():
-            if proc.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    for _ in range(cfg.server.workers):
-        start_one()
-    log.info("supervising %d workers", cfg.server.workers)
-    while workers or (restarts and not stopping):
-        time.sleep(0.2)
-        now = time.monotonic()
-        for pid, proc in list(workers.items()):
-            if proc.is_alive():
-                continue
-            del workers[pid]
-            lived = now - started_at.pop(pid, now)
-            with contextlib.suppress(Exception):
-                from prometheus_client import multiprocess
-
-                multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-            if not stopping:
-                # A worker that dies right after start (a bad host, a port taken) would otherwise be
-                # restarted five times a second: back off, 0.5 s doubling to 30 s, reset by a healthy run.
-                quick_failures = quick_failures + 1 if lived < 10 else 0
-                delay = min(30.0, 0.5 * 2 ** (quick_failures - 1)) if quick_failures else 0.0
-                log.warning(
-                    "worker %d exited with %s; starting a new one in %.1fs", pid, proc.exitcode, delay
-                )
-                restarts.append(now + delay)
-        for due in sorted(restarts):
-            if due <= now and not stopping:
-                restarts.remove(due)
-                start_one()
-    if own_dir:
-        shutil.rmtree(multiproc_dir, ignore_errors=True)
-    return 0
