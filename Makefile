@@ -63,6 +63,11 @@ bench: setup ## Side-by-side load benchmark (nginx, naive aiohttp, Apache peers,
 	@bash .ci/system-deps wrk nginx redis-server apache2 mod_auth_openidc mod_oauth2
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+.PHONY: bench-micro
+bench-micro: $(STAMP) ## pytest-benchmark micro-benchmarks (route lookup at 10 to 10,000 routes); reports, asserts no time
+	$(BIN)/pytest bench/micro -p no:randomly -p no:xdist --benchmark-only --benchmark-group-by=group \
+		--benchmark-columns=min,median,mean,stddev,rounds --benchmark-sort=name $(PYTEST_ARGS)
+
 .PHONY: bench-profile
 bench-profile: setup ## py-spy profile of tokengate's bearer-JWT route and the naive proxy under wrk load
 	@bash .ci/system-deps wrk nginx

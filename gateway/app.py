@@ -15,7 +15,7 @@ from gateway.config.schema import GatewayConfig
 from gateway.web.admin import admin_routes
 from gateway.web.forward_auth import verdict
 from gateway.web.handler import handle
-from gateway.web.middleware import error_middleware
+from gateway.web.middleware import MIDDLEWARES
 from gateway.web.runtime import Runtime, build_runtime
 from gateway.web.session_auth import SessionRefresher
 from gateway.web.session_sockets import DEFAULT_CHECK_INTERVAL, SessionSockets
@@ -54,7 +54,7 @@ def create_app(
 ) -> web.Application:
     """The public application; its runtime is built and started on startup, closed on cleanup.
     ``session_check_interval``: seconds between checks that an open session WebSocket's session lives."""
-    app = web.Application(middlewares=[error_middleware], handler_args={"max_field_size": 16384})
+    app = web.Application(middlewares=MIDDLEWARES, handler_args={"max_field_size": 16384})
     holder = RuntimeHolder()
     app[RUNTIME] = holder
     app[REFRESHER] = SessionRefresher()

@@ -6,12 +6,22 @@ users or token values.
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, values
 from prometheus_client.metrics import MetricWrapperBase
 
 from gateway import __version__
+
+# Several workers (multiprocess mode): every update of a value calls its process identifier, by
+# default os.getpid(), a syscall (glibc no longer caches it), to notice a fork; a request makes 7
+# updates. The pid is remembered instead and renewed in a forked child (prometheus-client's
+# documented MultiProcessValue(process_identifier) hook). Set before any metric below exists.
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+if getattr(values.ValueClass, "_multiprocess", False):
+    values.ValueClass = values.MultiProcessValue(lambda: _pid[0])  # type: ignore[no-untyped-call]
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
@@ -80,6 +90,8 @@ def method_label(method: str) -> str:
 
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
+_request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+_upstream_children: dict[str, Histogram] = {}
 
 
 def child(metric: _M, *labels: str) -> _M:
@@ -90,3 +102,23 @@ def child(metric: _M, *labels: str) -> _M:
     if found is None:
         found = _children[key] = metric.labels(*labels)
     return found
+
+
+def observe_request(
+    route: str, method: str, status: int, seconds: float, upstream_seconds: float | None
+) -> None:
+    """One answered request: ``tokengate_requests_total``, its duration and (when it reached the
+    upstream) the upstream's. One dict lookup finds both children of (route, method, status)."""
+    label = method_label(method)  # before the cache key: a client's invented methods add no entries
+    key = (route, label, status)
+    found = _request_children.get(key)
+    if found is None:
+        labels = (route, label, str(status))
+        found = _request_children[key] = (REQUESTS.labels(*labels), REQUEST_DURATION.labels(*labels))
+    found[0].inc()
+    found[1].observe(seconds)
+    if upstream_seconds is not None:
+        upstream = _upstream_children.get(route)
+        if upstream is None:
+            upstream = _upstream_children[route] = UPSTREAM_DURATION.labels(route)
+        upstream.observe(upstream_seconds)

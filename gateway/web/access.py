@@ -8,14 +8,12 @@ never the query string, a cookie, an Authorization header or a claim other than 
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from gateway.web.context import RequestState
 from gateway.web.headers import TrustedProxies
-
-if TYPE_CHECKING:
-    from gateway.web.middleware import RequestState
 
 _MAX_HEADER_FIELD = 256  # Host and User-Agent in a log line or span: enough to read, bounded in size
 

@@ -32,9 +32,9 @@ from gateway.policy import evaluate
 from gateway.redirects import login_location, original_url
 from gateway.routing import normalise_path, split_host, strip_segments
 from gateway.web import dpop_check, oauth2
+from gateway.web.context import STATE_KEY, RequestState, valid_request_id
 from gateway.web.credentials import Credential, extract_bearer, has_query_token, header_token
 from gateway.web.headers import own_cookies, request_headers_for_upstream, wants_websocket
-from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.resource_metadata import is_reserved_path, metadata_answer, require_resource
 from gateway.web.runtime import CompiledRoute, Runtime

@@ -20,7 +20,7 @@ from gateway.oidc.assertion import ASSERTION_LIFETIME, AssertionSigner, load_sig
 from gateway.policy import lookup_claim
 
 if TYPE_CHECKING:
-    from gateway.web.middleware import RequestState  # middleware -> state -> runtime -> here
+    from gateway.web.context import RequestState
 
 # A cached assertion is re-signed once less than this is left of its 5 minutes: upstreams always get
 # at least 4 minutes of validity, and one principal costs one ES256 signature a minute per route.

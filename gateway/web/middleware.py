@@ -1,5 +1,9 @@
-"""The error middleware (exceptions -> answers), and per request: the JSON access-log line, the request
-metrics, and (when tracing is on) the server span.
+"""The application's two middlewares, one per concern, outermost first (Starlette's order: the
+request's context wraps the error translation, which wraps the handler):
+
+- ``request_context``: the request's state and id, the in-flight gauge, the answer sent, the request
+  metrics, the access-log line and (when tracing is on) the server span;
+- ``translate_errors``: a GatewayError becomes its answer, anything else a 500 with the request id.
 
 Log lines and span attributes carry the path without its query (queries can hold tokens), and never a
 header value other than the request id, Host and User-Agent: never a token, a cookie or a secret.
@@ -9,68 +13,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from gateway import metrics, tracing
 from gateway.errors import GatewayError
-from gateway.logs import ACCESS_LOGGER, CURRENT_REQUEST
+from gateway.logs import ACCESS_LOGGER, CURRENT_REQUEST, access_record
 from gateway.web.access import access_fields, real_client
-from gateway.web.proxy import ProxyStats
+from gateway.web.context import STATE_KEY, RequestState, new_request_id
+from gateway.web.context import valid_request_id as valid_request_id  # for modules not yet moved
 from gateway.web.responses import error_response, internal_error
 from gateway.web.spans import span_name, span_outcome, span_start
 from gateway.web.state import RUNTIME
 
+__all__ = ["MIDDLEWARES", "STATE_KEY", "RequestState", "request_context", "translate_errors"]
+
 log = logging.getLogger("tokengate")
 access_log = logging.getLogger(ACCESS_LOGGER)
 
-_REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
-
-
-@dataclass(slots=True)
-class RequestState:
-    """What the pipeline learns about one request, for the access log, metrics and the span."""
-
-    request_id: str
-    started: float
-    path: str = ""
-    query: str = ""  # raw (still percent-encoded); never logged: it may hold tokens
-    route: str = "-"
-    mode: str = "-"  # the route's auth mode
-    auth: str = "-"  # the credential presented: bearer | session
-    user: str | None = None  # the authenticated subject
-    decision: str = "-"  # allow | deny (authentication or authorisation), "-" when none was made
-    reasons: tuple[str, ...] = ()
-    status: int = 500
-    trace_id: str | None = None  # when tracing is on: what log lines of the request carry
-    stats: ProxyStats = field(default_factory=ProxyStats)
-
-
-STATE_KEY: web.RequestKey[RequestState] = web.RequestKey("tokengate", RequestState)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def valid_request_id(value: str | None) -> bool:
-    return bool(value) and len(value or "") <= 128 and all(c in _REQUEST_ID_OK for c in value or "")
-
-
-def new_request_id() -> str:
-    return secrets.token_hex(12)
 
 
 def record_request(request: web.Request, state: RequestState) -> None:
     """Metrics for every request; the access-log line unless ``server.access_log: false``."""
     duration = time.perf_counter() - state.started
-    method = metrics.method_label(request.method)
-    code = str(state.status)
-    metrics.child(metrics.REQUESTS, state.route, method, code).inc()
-    metrics.child(metrics.REQUEST_DURATION, state.route, method, code).observe(duration)
-    if state.stats.upstream_seconds is not None:
-        metrics.child(metrics.UPSTREAM_DURATION, state.route).observe(state.stats.upstream_seconds)
+    metrics.observe_request(state.route, request.method, state.status, duration, state.stats.upstream_seconds)
     holder = request.app.get(RUNTIME)
     runtime = holder.runtime if holder is not None else None
     if (runtime is not None and not runtime.cfg.server.access_log) or not access_log.isEnabledFor(
@@ -79,33 +48,15 @@ def record_request(request: web.Request, state: RequestState) -> None:
         return
     client = real_client(request, runtime.trusted if runtime is not None else None)
     fields = access_fields(request, state, duration, client)
-    access_log.info("%s %s %d", request.method, fields["path"], state.status, extra=fields)
-
-
-async def _respond(request: web.Request, handler: Handler, state: RequestState) -> web.StreamResponse:
-    """The handler's answer, or the answer for the error it raised."""
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        if exc.detail:
-            log.info("request %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
-        path_qs = state.path + ("?" + state.query if state.query else "")
-        response = error_response(request, exc, path_qs or "/")
-        response.headers["X-Request-Id"] = state.request_id
-        return response
-    except (asyncio.CancelledError, web.HTTPException):
-        raise
-    except Exception:
-        log.exception("unexpected error on request %s", state.request_id)
-        response = internal_error(state.request_id)
-        response.headers["X-Request-Id"] = state.request_id
-        return response
+    # A record made here rather than by Logger.info: no caller lookup (a walk up the stack per line),
+    # and the fields travel as one dict the JSON formatter writes as they are.
+    access_log.handle(access_record(f"{request.method} {fields['path']} {state.status}", fields))
 
 
 async def _answer(request: web.Request, handler: Handler, state: RequestState) -> web.StreamResponse:
     metrics.IN_FLIGHT.inc()
     try:
-        response = await _respond(request, handler, state)
+        response = await handler(request)
         state.status = response.status
         if not response.prepared:
             # Sent here rather than by aiohttp after the middleware, so the duration (and the span)
@@ -145,8 +96,8 @@ async def _traced(request: web.Request, handler: Handler, state: RequestState) -
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer passes here: GatewayErrors become their answers, anything else a 500 with an id."""
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request passes here first: its state, and what is recorded of it once it is answered."""
     state = RequestState(request_id=new_request_id(), started=time.perf_counter())
     request[STATE_KEY] = state
     in_scope = CURRENT_REQUEST.set(state)
@@ -156,3 +107,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await _traced(request, handler, state)
     finally:
         CURRENT_REQUEST.reset(in_scope)
+
+
+@web.middleware
+async def translate_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, or the answer for the error it raised: a GatewayError's own answer, any
+    other exception a 500 whose body has only the request id (the traceback goes to the log)."""
+    state = request[STATE_KEY]
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if exc.detail:
+            log.info("request %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
+        path_qs = state.path + ("?" + state.query if state.query else "")
+        response = error_response(request, exc, path_qs or "/")
+        response.headers["X-Request-Id"] = state.request_id
+        return response
+    except (asyncio.CancelledError, web.HTTPException):
+        raise
+    except Exception:
+        log.exception("unexpected error on request %s", state.request_id)
+        response = internal_error(state.request_id)
+        response.headers["X-Request-Id"] = state.request_id
+        return response
+
+
+# aiohttp runs the first of the list outermost.
+MIDDLEWARES = (request_context, translate_errors)

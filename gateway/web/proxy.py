@@ -28,6 +28,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.web.context import ProxyStats
 from gateway.web.headers import OwnCookies, response_headers_for_client
 from gateway.web.spans import traced_upstream
 
@@ -79,17 +80,6 @@ def _own_error(exc: BaseException) -> GatewayError | None:
             return cause
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return None
-
-
-@dataclass(slots=True)
-class ProxyStats:
-    """Filled in while forwarding; read by the access log."""
-
-    upstream_seconds: float | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    status: int | None = None
-    answer_started: bool = False  # the status line went to the client: no error answer is possible
 
 
 async def _limited_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -15,9 +15,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from yarl import URL
 
 from gateway import tracing
-
-if TYPE_CHECKING:
-    from gateway.web.middleware import RequestState
+from gateway.web.context import RequestState
 
 _MAX_AGENT = 256
 R = TypeVar("R", bound=web.StreamResponse)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.web.middleware import error_middleware
+from gateway.web.middleware import MIDDLEWARES
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
@@ -58,7 +58,7 @@ async def test_unexpected_error_is_500_with_request_id_only(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("secret internal detail")
 
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=MIDDLEWARES)
     app.router.add_get("/", broken)
     client: TestClient = await aiohttp_client(app)  # type: ignore[operator, type-arg]
     with caplog.at_level("ERROR"):

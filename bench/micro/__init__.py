@@ -1,0 +1,1 @@
+"""pytest-benchmark micro-benchmarks (``make bench-micro``): timed in-process, never asserted on."""
