@@ -12,12 +12,12 @@ import pytest
 import redis
 from playwright.async_api import Page
 
+from devtools.redis import RedisServer
 from gateway.models import TokenSet
 from gateway.web.state import RUNTIME
 from tests.e2e.conftest import Browsing
 from tests.e2e.flows import at_provider, confirm_logout, sign_in
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup
-from tests.fixtures.redis_server import RedisServer
 from tests.support.upstream import Seen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

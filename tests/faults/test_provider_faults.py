@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from devtools.idp import IdP
 from gateway.app import create_admin_app
 from tests.faults.helpers import NAVIGATE, SESSION_KEY, a_session, serve, store_of, until, wait_providers
-from tests.fixtures.idp import IdP
 from tests.support.oidc_fakes import (
     CLIENT_ID,
     CLIENT_SECRET,

@@ -9,6 +9,7 @@ from itertools import cycle
 
 from aiohttp.test_utils import TestClient
 
+from devtools.redis import RedisServer
 from gateway.web.state import RUNTIME
 from tests.faults.helpers import (
     NAVIGATE,
@@ -18,7 +19,6 @@ from tests.faults.helpers import (
     store_of,
 )
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.redis_server import RedisServer
 from tests.support.oidc_fakes import FakeProvider
 from tests.support.tcpproxy import TcpRelay
 from tests.support.traffic import Traffic

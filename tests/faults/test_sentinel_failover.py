@@ -11,6 +11,7 @@ from itertools import cycle
 
 from aiohttp.test_utils import TestClient
 
+from devtools.redis import RedisSentinelPeer, RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.sessions import KeyLayout, SessionStore
 from gateway.web.state import RUNTIME
@@ -24,7 +25,6 @@ from tests.faults.helpers import (
     until,
 )
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
 from tests.support.oidc_fakes import FakeProvider
 from tests.support.traffic import Traffic
 from tests.support.upstream import Upstream

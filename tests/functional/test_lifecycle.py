@@ -206,7 +206,7 @@ async def test_crashing_workers_are_restarted_with_backoff(upstream: Upstream, t
     import subprocess
     import sys
 
-    from tests.support.net import free_port
+    from devtools.net import free_port
 
     port = free_port()
     blocker = socket.socket()

@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP
 from tests.support.logs import json_logs
-from tests.support.net import free_port
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 

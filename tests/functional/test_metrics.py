@@ -11,11 +11,11 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from devtools.idp import IdP
+from devtools.redis import RedisServer
 from gateway import __version__
 from tests.fixtures.gateway import GatewayFactory, metric, public_route
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import LoginFactory
-from tests.fixtures.redis_server import RedisServer
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 

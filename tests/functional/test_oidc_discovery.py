@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from devtools.net import free_port
 from gateway.oidc import ProviderClient
-from tests.support.net import free_port
 from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, provider_config, running
 
 

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from devtools.net import free_port
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.support.logs import access_lines
-from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
 BEARER_PROVIDER = {"main": {"issuer": "http://127.0.0.1:9", "client_id": "gw", "client_secret": "s"}}

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.login import HTML, SESSION_KEY
-from tests.support.net import free_port
 
 
 def several_hosts(public_url: str, **sessions: Any) -> dict[str, Any]:

@@ -13,13 +13,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from gateway import __version__, tracing
-from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP
-from tests.fixtures.login import LoginFactory
-from tests.fixtures.redis_server import RedisServer
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, Reply, running
-from tests.support.otlp import (
+from devtools.idp import IdP
+from devtools.otlp import (
     CLIENT,
     SERVER,
     OtlpReceiver,
@@ -28,6 +23,11 @@ from tests.support.otlp import (
     start_receiver,
     stop_receiver,
 )
+from devtools.redis import RedisServer
+from gateway import __version__, tracing
+from tests.fixtures.gateway import GatewayFactory, public_route
+from tests.fixtures.login import LoginFactory
+from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, Reply, running
 from tests.support.upstream import Upstream
 
 SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"

@@ -23,12 +23,12 @@ from joserfc import jws
 from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.sessions import KeyLayout
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup, session_route
-from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
 BACKCHANNEL = "/oauth2/backchannel-logout"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP, IdPFactory
 from gateway.oidc.dpop import PROOF_ALGORITHMS
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"

@@ -17,11 +17,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import SESSION_KEY
-from tests.support.net import free_port
 from tests.support.nginx import Nginx, forward_auth_server, start_nginx
 from tests.support.upstream import Upstream
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 
-from tests.fixtures.idp import IdP, IdPFactory
+from devtools.idp import IdP, IdPFactory
 from tests.fixtures.login import HTML, LoginFactory
 from tests.support.tcpproxy import TcpRelay
 

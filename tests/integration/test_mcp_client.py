@@ -23,12 +23,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
+from devtools.idp import IdP, IdPFactory, loopback_session
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import IdP, IdPFactory, loopback_session
 from tests.support.challenges import with_dpop
-from tests.support.net import free_port
 
 # The client's redirect URI: never contacted (the test reads the code from the provider's redirect).
 REDIRECT_URI = "http://127.0.0.1:9/callback"

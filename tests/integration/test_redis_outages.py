@@ -11,10 +11,10 @@ from typing import TypeVar
 
 import pytest
 
+from devtools.redis import RedisClusterPeer, RedisSentinelPeer, RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.models import Session, TokenSet
 from gateway.sessions import KeyLayout, RedisSessionStore, SessionCipher
-from tests.fixtures.redis_server import RedisClusterPeer, RedisSentinelPeer, RedisServer
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"
 PREFIX = "tg-outage:"

@@ -11,11 +11,11 @@ import yaml
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from devtools.idp import IdP, IdPFactory
 from gateway.app import swap_runtime
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.integration.test_bearer import bearer, ready
 from tests.support.challenges import with_dpop
 from tests.support.upstream import Upstream

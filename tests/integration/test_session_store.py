@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from devtools.redis import RedisSentinelPeer, RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.models import Session, TokenSet
 from gateway.sessions import (
@@ -33,7 +34,6 @@ from gateway.sessions import (
 )
 from gateway.sessions.kvstore import KeyValueSessionStore
 from gateway.sessions.replay import proof_key
-from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"  # 32 bytes, base64url without padding
 PREFIX = "tg-test:"

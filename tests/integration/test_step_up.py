@@ -1,5 +1,5 @@
 """RFC 9470 step-up against the real provider (acr "pwd" or "mfa", picked by the login's password, see
-tests/idp/launcher.mjs): the bearer challenge for JWT and introspection tokens, browser sessions sent
+devtools/idp/launcher.mjs): the bearer challenge for JWT and introspection tokens, browser sessions sent
 through the login again (browserless here; tests/e2e/test_step_up_browser.py in Chromium), forward-auth."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP, IdPFactory
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup
 from tests.fixtures.step_up import ACR, MFA, follow_to_provider, query_of, step_up_routes
 from tests.support.challenges import with_dpop

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import IdP
 from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"

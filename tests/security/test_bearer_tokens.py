@@ -1,6 +1,6 @@
 """Attack class: forged, misused and out-of-place bearer tokens, sent through the whole gateway.
 
-The real provider (tests/fixtures/idp.py) signs what it can: access tokens, ID tokens (with and without
+The real provider (devtools/idp) signs what it can: access tokens, ID tokens (with and without
 ``at_hash``), refresh tokens; its published keys are what the attacker holds. A loopback fake JWKS
 (tests/support/oidc_fakes.py) signs what no honest provider mints: no ``exp``, a foreign ``iss``, a
 flood of made-up key ids. Every refusal is 401 ``invalid_token`` (DESIGN §5), never a 500.
@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import serialization
 from joserfc import jwe
 from joserfc.jwk import ECKey, RSAKey
 
+from devtools.idp import IdP, IdPFactory
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.support.bearer import (
     SPA_CLIENTS,
     accepted,

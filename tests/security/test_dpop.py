@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from joserfc import jws
 from joserfc.jwk import OctKey
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.integration.test_dpop import ready
 from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, dpop_config, headers, plain_tokens
 from tests.support.upstream import Upstream

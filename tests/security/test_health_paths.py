@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
 from tests.security.support import assert_nothing_from_upstream, bearer_config, ready
 from tests.support.upstream import Upstream

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import LoginFactory
 from tests.security.support import bearer_config, raw_request, ready, tokens_for
 from tests.support.upstream import Seen, Upstream

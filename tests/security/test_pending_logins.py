@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 
+from devtools.redis import RedisServer
 from gateway.web.state import RUNTIME
 from tests.fixtures.login import LoginFactory, LoginSetup, session_route
-from tests.fixtures.redis_server import RedisServer
 from tests.support.upstream import Upstream
 
 LIMIT = 5

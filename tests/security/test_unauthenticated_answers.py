@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
 from tests.security.support import assert_nothing_from_upstream, bearer_config, ready, tokens_for
-from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
 XHR = {"Accept": "application/json", "Sec-Fetch-Mode": "cors"}

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.security.support import bearer_config, ready, tokens_for
 from tests.support.oidc_fakes import FakeProvider, Reply, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream

@@ -13,10 +13,10 @@ import yaml
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from devtools.idp import DEFAULT_REDIRECT_URI, IdP, loopback_session
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import DEFAULT_REDIRECT_URI, IdP, loopback_session
 from tests.support.upstream import Upstream
 
 SPA_REDIRECT = "http://127.0.0.1:8080/spa/callback"

@@ -13,8 +13,8 @@ import aiohttp
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from devtools.idp import IdP, basic_auth
 from gateway.oidc.dpop import access_token_hash
-from tests.fixtures.idp import IdP, basic_auth
 from tests.support.upstream import Upstream
 
 PUBLIC_URL = "https://api.example.test"

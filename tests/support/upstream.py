@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.support.net import free_port
+from devtools.net import free_port
 
 
 @dataclass
