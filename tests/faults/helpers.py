@@ -17,41 +17,9 @@ from gateway.config import parse_config
 from gateway.models import Session, TokenSet
 from gateway.sessions import SessionStore
 from gateway.web.state import RUNTIME
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET
 from tests.support.upstream import Upstream
 
-SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
 NAVIGATE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
-
-
-def session_gateway_config(issuer: str, upstream: Upstream, redis_url: str, **server: Any) -> dict[str, Any]:
-    """One session route on ``/app`` backed by Redis at ``redis_url``; the provider is only needed at
-    login and refresh, which these sessions (valid for an hour) never reach."""
-    return {
-        "server": {"listen": "127.0.0.1:8080", "public_url": "http://127.0.0.1:8080", **server},
-        "providers": {
-            "main": {
-                "issuer": issuer,
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "timeout": "1s",
-            }
-        },
-        "sessions": {
-            "store": "redis",
-            "redis_url": redis_url,
-            "encryption_key": SESSION_KEY,
-            "key_prefix": "tg-faults:",
-        },
-        "routes": [
-            {
-                "name": "app",
-                "match": {"path_prefix": "/app"},
-                "upstream": upstream.url,
-                "auth": {"mode": "session", "provider": "main"},
-            }
-        ],
-    }
 
 
 def a_session(subject: str, *, token_ttl: float = 3600.0) -> Session:

@@ -18,18 +18,9 @@ import pytest
 
 from devtools.idp import IdP
 from gateway.app import create_admin_app
-from tests.faults.helpers import NAVIGATE, SESSION_KEY, a_session, serve, store_of, until, wait_providers
-from tests.support.oidc_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Clock,
-    FakeProvider,
-    Reply,
-    claims_for,
-    mint,
-    public_jwk,
-    signing_key,
-)
+from tests.faults.helpers import NAVIGATE, a_session, serve, store_of, until, wait_providers
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET, SESSION_KEY
+from tests.support.oidc_fakes import Clock, FakeProvider, Reply, claims_for, mint, public_jwk, signing_key
 from tests.support.tcpproxy import TcpRelay
 from tests.support.traffic import Traffic
 from tests.support.upstream import Upstream

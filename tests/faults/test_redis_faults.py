@@ -11,14 +11,9 @@ from aiohttp.test_utils import TestClient
 
 from devtools.redis import RedisServer
 from gateway.web.state import RUNTIME
-from tests.faults.helpers import (
-    NAVIGATE,
-    assert_identity_matches,
-    create_sessions,
-    session_gateway_config,
-    store_of,
-)
+from tests.faults.helpers import NAVIGATE, assert_identity_matches, create_sessions, store_of
 from tests.fixtures.gateway import GatewayFactory
+from tests.support.configs import session_gateway_config
 from tests.support.oidc_fakes import FakeProvider
 from tests.support.tcpproxy import TcpRelay
 from tests.support.traffic import Traffic

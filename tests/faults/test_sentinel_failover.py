@@ -20,11 +20,11 @@ from tests.faults.helpers import (
     a_session,
     assert_identity_matches,
     create_sessions,
-    session_gateway_config,
     store_of,
     until,
 )
 from tests.fixtures.gateway import GatewayFactory
+from tests.support.configs import session_gateway_config
 from tests.support.oidc_fakes import FakeProvider
 from tests.support.traffic import Traffic
 from tests.support.upstream import Upstream

@@ -16,16 +16,8 @@ import pytest
 from gateway.errors import InvalidToken, ProviderUnavailable
 from gateway.models import Principal
 from gateway.oidc import ProviderClient, ProviderMetadata
-from tests.support.oidc_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Clock,
-    FakeProvider,
-    Reply,
-    provider_client,
-    provider_config,
-    running,
-)
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET, provider_config
+from tests.support.oidc_fakes import Clock, FakeProvider, Reply, provider_client, running
 
 TOKEN = "opaque-token-1"
 

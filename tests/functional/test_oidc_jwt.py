@@ -18,6 +18,7 @@ from joserfc.jwk import OctKey, RSAKey
 
 from gateway.errors import InvalidToken, ProviderUnavailable
 from gateway.oidc import ProviderClient
+from tests.support.configs import provider_config
 from tests.support.oidc_fakes import (
     Clock,
     FakeProvider,
@@ -25,7 +26,6 @@ from tests.support.oidc_fakes import (
     claims_for,
     mint,
     provider_client,
-    provider_config,
     public_jwk,
     running,
     signing_key,

@@ -27,7 +27,8 @@ from devtools.redis import RedisServer
 from gateway import __version__, tracing
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.login import LoginFactory
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, Reply, running
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import FakeProvider, Reply, running
 from tests.support.upstream import Upstream
 
 SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"

@@ -13,7 +13,8 @@ from devtools.idp import IdP
 from gateway.oidc.dpop import PROOF_ALGORITHMS
 from tests.fixtures.gateway import GatewayFactory
 from tests.support.bearer import decode_part
-from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, dpop_config, headers, plain_tokens
+from tests.support.configs import dpop_config
+from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, headers, plain_tokens
 from tests.support.upstream import Upstream
 
 FORMATS = [pytest.param("jwt", id="jwt"), pytest.param("introspection", id="introspection")]

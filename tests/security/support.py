@@ -11,51 +11,10 @@ from aiohttp.test_utils import TestClient
 
 from devtools.idp import IdP
 from gateway.web.state import RUNTIME
-from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"
 # What the loopback upstream puts in every answer (tests/support/upstream.py): none may leak out of a refusal.
 UPSTREAM_MARKERS = ("X-Hop", "Keep-Alive")
-
-
-def bearer_config(idp: IdP, upstream: Upstream, *, validate: str = "jwt", **provider: Any) -> dict[str, Any]:
-    """/public (public), /api (bearer, api:read), /write (bearer, api:write) on one real provider."""
-    auth: dict[str, Any] = {
-        "mode": "bearer",
-        "provider": "main",
-        "validate": validate,
-        "audience": idp.resource,
-        "scopes": ["api:read"],
-    }
-    return {
-        "server": {"listen": "127.0.0.1:8080"},
-        "providers": {
-            "main": {
-                "issuer": idp.issuer,
-                "client_id": idp.client_id,
-                "client_secret": idp.client_secret,
-                "introspection_client_id": idp.introspection_client_id,
-                "introspection_client_secret": idp.introspection_client_secret,
-                "timeout": "2s",
-                **provider,
-            }
-        },
-        "routes": [
-            {
-                "name": "public",
-                "match": {"path_prefix": "/public"},
-                "upstream": upstream.url,
-                "auth": {"mode": "public"},
-            },
-            {"name": "api", "match": {"path_prefix": "/api"}, "upstream": upstream.url, "auth": auth},
-            {
-                "name": "write",
-                "match": {"path_prefix": "/write"},
-                "upstream": upstream.url,
-                "auth": {**auth, "scopes": ["api:write"]},
-            },
-        ],
-    }
 
 
 async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]

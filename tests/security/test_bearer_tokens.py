@@ -34,13 +34,12 @@ from tests.support.bearer import (
     b64,
     b64json,
     decode_part,
-    gateway_config,
     implicit_id_token,
     ready,
     refused,
-    route,
     without_audience,
 )
+from tests.support.configs import bearer_route, issuer_config
 from tests.support.oidc_fakes import (
     Clock,
     FakeProvider,
@@ -59,7 +58,7 @@ READ = "openid profile email api:read"
 @pytest.fixture
 async def jwt_gateway(make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP) -> TestClient:  # type: ignore[type-arg]
     """A JWT route on the real provider, audience = the provider's resource."""
-    cfg = gateway_config(idp_jwt.issuer, [route("api", "/api", upstream, audience=idp_jwt.resource)])
+    cfg = issuer_config(idp_jwt.issuer, [bearer_route("api", "/api", upstream, audience=idp_jwt.resource)])
     return await ready(await make_gateway(cfg))
 
 
@@ -87,7 +86,7 @@ async def test_id_token_without_at_hash_is_refused_on_a_jwt_route(
     assert "at_hash" not in claims
     assert "c_hash" not in claims
     assert claims["iss"] == provider.issuer
-    cfg = gateway_config(provider.issuer, [route("api", "/api", upstream, audience=provider.resource)])
+    cfg = issuer_config(provider.issuer, [bearer_route("api", "/api", upstream, audience=provider.resource)])
     # The route as an operator wrote it before: no audience. That config is now refused ...
     assert audience_problems(without_audience(cfg)) == ["routes[0].auth.audience"]
     # ... and with the audience it must name, the ID token is refused while access tokens pass.
@@ -106,9 +105,9 @@ async def test_refresh_token_is_refused_on_an_introspection_route(
     assert answer["active"] is True
     assert "token_type" not in answer
     assert "aud" not in answer
-    cfg = gateway_config(
+    cfg = issuer_config(
         idp.issuer,
-        [route("api", "/api", upstream, validate="introspection", audience=idp.resource)],
+        [bearer_route("api", "/api", upstream, validate="introspection", audience=idp.resource)],
     )
     assert audience_problems(without_audience(cfg)) == ["routes[0].auth.audience"]
     client = await ready(await make_gateway(cfg))
@@ -138,10 +137,10 @@ async def test_token_for_another_api_is_refused(
     extra = {"resource": idp.resource_indicator} if validate == "introspection" else None
     tokens = await provider.obtain_tokens("alice", READ, extra=extra)
     routes = [
-        route("api", "/api", upstream, validate=validate, audience=provider.resource),
-        route("billing", "/billing", upstream, validate=validate, audience="billing"),
+        bearer_route("api", "/api", upstream, validate=validate, audience=provider.resource),
+        bearer_route("billing", "/billing", upstream, validate=validate, audience="billing"),
     ]
-    client = await ready(await make_gateway(gateway_config(provider.issuer, routes)))
+    client = await ready(await make_gateway(issuer_config(provider.issuer, routes)))
     await accepted(client, tokens["access_token"])
     await refused(client, tokens["access_token"], "/billing/x")
 
@@ -154,7 +153,7 @@ async def test_audience_star_accepts_any_audience_and_says_so(
 ) -> None:
     """An operator who opts out with audience "*" gets a start-up warning naming the open route."""
     tokens = await idp_jwt.obtain_tokens("alice", READ)
-    cfg = gateway_config(idp_jwt.issuer, [route("legacy", "/api", upstream, audience="*")])
+    cfg = issuer_config(idp_jwt.issuer, [bearer_route("legacy", "/api", upstream, audience="*")])
     with caplog.at_level("WARNING", logger="tokengate"):
         client = await ready(await make_gateway(cfg))
     warned = [r.getMessage() for r in caplog.records if "audience" in r.getMessage()]
@@ -228,11 +227,11 @@ async def fake_gateway(
     aiohttp_client: Any, fake: FakeProvider, upstream: Upstream, clock: Clock
 ) -> TestClient:  # type: ignore[type-arg]
     """A JWT route on the fake provider, with an injected clock that only the test moves."""
-    cfg = gateway_config(
+    cfg = issuer_config(
         fake.issuer,
         [
-            route("api", "/api", upstream, audience="api"),
-            route("intro", "/intro", upstream, validate="introspection", audience="api"),
+            bearer_route("api", "/api", upstream, audience="api"),
+            bearer_route("intro", "/intro", upstream, validate="introspection", audience="api"),
         ],
     )
     app = create_app(parse_config(yaml.safe_dump(cfg), env={}), clock=clock)
@@ -335,12 +334,14 @@ async def test_cached_introspection_still_fails_another_routes_scope(
     """A token cached as valid on a read route must not pass a write route that needs another scope."""
     tokens = await idp.obtain_tokens("alice", READ, extra={"resource": idp.resource_indicator})
     routes = [
-        route("read", "/api", upstream, validate="introspection", audience=idp.resource, scopes=["api:read"]),
-        route(
+        bearer_route(
+            "read", "/api", upstream, validate="introspection", audience=idp.resource, scopes=["api:read"]
+        ),
+        bearer_route(
             "write", "/write", upstream, validate="introspection", audience=idp.resource, scopes=["api:write"]
         ),
     ]
-    client = await ready(await make_gateway(gateway_config(idp.issuer, routes)))
+    client = await ready(await make_gateway(issuer_config(idp.issuer, routes)))
     idp.reset_counters()
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await client.get("/api/x", headers=auth)).status == 200

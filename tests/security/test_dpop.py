@@ -16,7 +16,8 @@ from joserfc.jwk import OctKey
 from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
 from tests.integration.test_dpop import ready
-from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, dpop_config, headers, plain_tokens
+from tests.support.configs import dpop_config
+from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, headers, plain_tokens
 from tests.support.upstream import Upstream
 
 URL = PUBLIC_URL + "/api/x"

@@ -16,17 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.support.oidc_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Clock,
-    FakeProvider,
-    claims_for,
-    mint,
-    public_jwk,
-    running,
-    signing_key,
-)
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import Clock, FakeProvider, claims_for, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 
 KEY = signing_key("RSA")

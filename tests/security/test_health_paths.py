@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.login import HTML, LoginFactory
-from tests.security.support import assert_nothing_from_upstream, bearer_config, ready
+from tests.security.support import assert_nothing_from_upstream, ready
+from tests.support.configs import bearer_config
 from tests.support.upstream import Upstream
 
 PROBES = [

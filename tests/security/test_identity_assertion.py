@@ -23,7 +23,8 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.logs import ACCESS_LOGGER
 from tests.support.assertion import documented_example, new_signing_pem
-from tests.support.bearer import gateway_config, ready, route
+from tests.support.bearer import ready
+from tests.support.configs import bearer_route, issuer_config
 from tests.support.logs import access_lines
 from tests.support.oidc_fakes import Clock, FakeProvider, claims_for, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
@@ -44,7 +45,7 @@ def config(
     fake: FakeProvider, upstream: Upstream, *, signing_key: str | None = SIGNING_PEM
 ) -> dict[str, Any]:
     identity = {"claim_headers": CLAIM_HEADERS, "identity_jwt": signing_key is not None}
-    cfg = gateway_config(
+    cfg = issuer_config(
         fake.issuer,
         [
             {
@@ -53,8 +54,8 @@ def config(
                 "upstream": upstream.url,
                 "auth": {"mode": "public"},
             },
-            route("api", "/api", upstream, audience="api", **identity),
-            route("plain", "/plain", upstream, audience="api"),
+            bearer_route("api", "/api", upstream, audience="api", **identity),
+            bearer_route("plain", "/plain", upstream, audience="api"),
             {
                 "name": "verdict-only",
                 "match": {"path_prefix": "/fa"},

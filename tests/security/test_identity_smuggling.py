@@ -10,7 +10,8 @@ from aiohttp.test_utils import TestClient
 from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.login import LoginFactory
-from tests.security.support import bearer_config, raw_request, ready, tokens_for
+from tests.security.support import raw_request, ready, tokens_for
+from tests.support.configs import bearer_config
 from tests.support.upstream import Seen, Upstream
 
 SPELLINGS = [

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from gateway.errors import PathRejected
 from gateway.routing import normalise_path
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, running
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import FakeProvider, running
 from tests.support.paths import RAW_PATHS, UNDER_PUBLIC, lenient_upstream_view, under
 from tests.support.rawhttp import raw_request
 from tests.support.upstream import Upstream

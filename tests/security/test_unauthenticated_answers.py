@@ -15,7 +15,8 @@ from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.login import HTML, LoginFactory
-from tests.security.support import assert_nothing_from_upstream, bearer_config, ready, tokens_for
+from tests.security.support import assert_nothing_from_upstream, ready, tokens_for
+from tests.support.configs import bearer_config
 from tests.support.upstream import Upstream
 
 XHR = {"Accept": "application/json", "Sec-Fetch-Mode": "cors"}

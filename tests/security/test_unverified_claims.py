@@ -17,7 +17,8 @@ from devtools.idp import IdP
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.fixtures.gateway import GatewayFactory
-from tests.security.support import bearer_config, ready, tokens_for
+from tests.security.support import ready, tokens_for
+from tests.support.configs import bearer_config
 from tests.support.oidc_fakes import FakeProvider, Reply, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 

@@ -17,7 +17,6 @@ from devtools.idp import DEFAULT_REDIRECT_URI, IdP, loopback_session
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.web.state import RUNTIME
-from tests.support.upstream import Upstream
 
 SPA_REDIRECT = "http://127.0.0.1:8080/spa/callback"
 
@@ -34,33 +33,6 @@ def decode_part(token: str, index: int) -> dict[str, Any]:
     part = token.split(".")[index]
     result: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     return result
-
-
-def route(name: str, prefix: str, upstream: Upstream, **auth: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "match": {"path_prefix": prefix},
-        "upstream": upstream.url,
-        "auth": {"mode": "bearer", "provider": "main", **auth},
-    }
-
-
-def gateway_config(issuer: str, routes: list[dict[str, Any]], **provider: Any) -> dict[str, Any]:
-    return {
-        "server": {"listen": "127.0.0.1:8080"},
-        "providers": {
-            "main": {
-                "issuer": issuer,
-                "client_id": "gw",
-                "client_secret": "gw-secret",
-                "introspection_client_id": "introspector",
-                "introspection_client_secret": "introspector-secret",
-                "timeout": "2s",
-                **provider,
-            }
-        },
-        "routes": routes,
-    }
 
 
 def without_audience(cfg: dict[str, Any]) -> dict[str, Any]:
