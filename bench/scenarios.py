@@ -196,9 +196,10 @@ def _session_route(workers: int) -> Setup:
             shared, stack, directory, auth=auth, issuing="jwt", workers=workers, sessions=True
         )
         if shared.session_cookie is None:  # once per run: the session lives in Redis, not the process
+            assert target.idp is not None  # a session scenario always has its provider
             shared.session_cookie = login_cookie(
                 f"http://127.0.0.1:{gw.port}", REQUEST_PATH, target.idp, LOGIN
-            )  # type: ignore[arg-type]
+            )
         target.headers = {"Cookie": shared.session_cookie}
         target.refusals = [
             ("no cookie", {}, (401, 302)),

@@ -171,7 +171,7 @@ async def test_introspection_faults_then_recovery(
     )
     async with Traffic(request, workers=4) as traffic:
         await traffic.until(
-            lambda: traffic.keys_with(401, "before") and traffic.keys_with(200, "before"), "ok"
+            lambda: bool(traffic.keys_with(401, "before")) and bool(traffic.keys_with(200, "before")), "ok"
         )
         await _fault_and_heal(traffic, script, fault, during=lambda: traffic.statuses("outage")[503] >= 8)
         await traffic.until(

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from devtools.idp import IdP
@@ -16,13 +15,14 @@ from devtools.redis import RedisServer
 from gateway import __version__
 from tests.fixtures.gateway import GatewayFactory, metric, public_route
 from tests.fixtures.login import LoginFactory
+from tests.support.clients import Client
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
-Admin = Callable[[TestClient], Awaitable[TestClient]]  # type: ignore[type-arg]
+Admin = Callable[[Client], Awaitable[Client]]
 
 
-async def scrape(admin: TestClient) -> str:  # type: ignore[type-arg]
+async def scrape(admin: Client) -> str:
     resp = await admin.get("/metrics")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")

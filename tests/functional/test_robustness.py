@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from gateway.web.middleware import error_middleware
+from tests.support.clients import Client
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
@@ -65,7 +65,7 @@ async def test_unexpected_error_is_500_with_request_id_only(
 
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/", broken)
-    client: TestClient = await aiohttp_client(app)  # type: ignore[operator, type-arg]
+    client: Client = await aiohttp_client(app)  # type: ignore[operator]
     with caplog.at_level("ERROR"):
         resp = await client.get("/")
     assert resp.status == 500

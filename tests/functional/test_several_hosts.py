@@ -44,7 +44,7 @@ async def test_cookie_name_and_domain(
     if domain is None:
         cfg["routes"] = cfg["routes"][1:]
     client = await make_gateway(cfg)
-    cookies = client.app[RUNTIME].current.cookies  # type: ignore[index]
+    cookies = client.app[RUNTIME].current.cookies
     assert cookies.name == name
     assert cookies.domain == domain
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from devtools.idp import IdP
 from devtools.otlp import (
@@ -27,6 +26,7 @@ from devtools.redis import RedisServer
 from gateway import __version__, tracing
 from tests.fixtures.gateway import GatewayFactory, public_route
 from tests.fixtures.login import LoginFactory
+from tests.support.clients import Client
 from tests.support.configs import CLIENT_ID, CLIENT_SECRET
 from tests.support.oidc_fakes import FakeProvider, Reply, running
 from tests.support.upstream import Upstream
@@ -294,7 +294,7 @@ async def test_bearer_trace_has_provider_and_redis_children_and_no_secret(
     print("\n" + span_tree(spans))  # the report's example (pytest -s)
 
 
-async def _ready(client: TestClient) -> None:  # type: ignore[type-arg]
+async def _ready(client: Client) -> None:
     from gateway.web.state import RUNTIME
 
     for provider in client.app[RUNTIME].current.providers.values():

@@ -9,11 +9,11 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from devtools.idp import IdP, IdPFactory
 from gateway.oidc.dpop import PROOF_ALGORITHMS
 from tests.fixtures.gateway import GatewayFactory
+from tests.support.clients import Client
 from tests.support.clocks import ShiftedClock
 from tests.support.upstream import Upstream
 
@@ -72,10 +72,10 @@ def gateway_config(
     return cfg
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
+async def ready(client: Client) -> Client:
     from gateway.web.state import RUNTIME
 
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 

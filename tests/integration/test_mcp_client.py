@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -156,7 +156,7 @@ async def test_mcp_sdk_client_discovers_logs_in_and_calls_a_tool(
         server_url=server_url,
         client_metadata=OAuthClientMetadata(
             client_name="tokengate MCP test client",
-            redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+            redirect_uris=[REDIRECT_URI],
             grant_types=["authorization_code", "refresh_token"],
             response_types=["code"],
             token_endpoint_auth_method="none",
@@ -165,7 +165,7 @@ async def test_mcp_sdk_client_discovers_logs_in_and_calls_a_tool(
         redirect_handler=browser.redirect,
         callback_handler=browser.callback,
     )
-    hooks = {"request": [on_request], "response": [on_response]}
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
     async with (
         httpx2.AsyncClient(auth=oauth, event_hooks=hooks, trust_env=False, timeout=20) as http,
         Client(streamable_http_client(server_url, http_client=http)) as client,

@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import pytest
 from prometheus_client import REGISTRY
@@ -158,9 +159,9 @@ class RedisBackend(Backend):
                 for raw_key in await node.keys("*"):
                     kind = await node.type(raw_key)
                     if kind in (b"zset", "zset"):  # the back-channel index: its members, joined
-                        value = b" ".join(await node.zrange(raw_key, 0, -1))
+                        value = b" ".join(cast("list[bytes]", await node.zrange(raw_key, 0, -1)))
                     else:
-                        value = await node.get(raw_key)
+                        value = cast("bytes", await node.get(raw_key))
                     ttl = await node.pttl(raw_key)
                     if isinstance(value, bytes):
                         name = raw_key.decode() if isinstance(raw_key, bytes) else raw_key

@@ -7,18 +7,17 @@ import asyncio
 import contextlib
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-
 from devtools.idp import IdP
 from gateway.web.state import RUNTIME
+from tests.support.clients import Client
 
 READ = "openid profile email api:read"
 # What the loopback upstream puts in every answer (tests/support/upstream.py): none may leak out of a refusal.
 UPSTREAM_MARKERS = ("X-Hop", "Keep-Alive")
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+async def ready(client: Client) -> Client:
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 
@@ -29,7 +28,7 @@ async def tokens_for(idp: IdP, validate: str, login: str = "alice") -> dict[str,
     return await idp.obtain_tokens(login, READ, extra=extra)
 
 
-async def raw_request(client: TestClient, head: bytes, body: bytes = b"") -> tuple[int, bytes]:  # type: ignore[type-arg]
+async def raw_request(client: Client, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
     """Send one HTTP/1.1 request exactly as written (no client library tidying it); (status, raw answer),
     status 0 when the server reset the connection without an answer."""
     server = client.server

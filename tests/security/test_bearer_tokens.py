@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwe
 from joserfc.jwk import ECKey, RSAKey
@@ -39,6 +38,7 @@ from tests.support.bearer import (
     refused,
     without_audience,
 )
+from tests.support.clients import Client
 from tests.support.configs import bearer_route, issuer_config
 from tests.support.oidc_fakes import (
     Clock,
@@ -56,7 +56,7 @@ READ = "openid profile email api:read"
 
 
 @pytest.fixture
-async def jwt_gateway(make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP) -> TestClient:  # type: ignore[type-arg]
+async def jwt_gateway(make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP) -> Client:
     """A JWT route on the real provider, audience = the provider's resource."""
     cfg = issuer_config(idp_jwt.issuer, [bearer_route("api", "/api", upstream, audience=idp_jwt.resource)])
     return await ready(await make_gateway(cfg))
@@ -115,14 +115,14 @@ async def test_refresh_token_is_refused_on_an_introspection_route(
     await accepted(client, tokens["access_token"])
 
 
-async def test_code_flow_id_token_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_code_flow_id_token_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """The ID token the gateway's own login receives, replayed as a bearer token."""
     tokens = await idp_jwt.obtain_tokens("alice", READ)
     await refused(jwt_gateway, tokens["id_token"])
     await accepted(jwt_gateway, tokens["access_token"])
 
 
-async def test_refresh_token_is_refused_on_a_jwt_route(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_refresh_token_is_refused_on_a_jwt_route(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """An opaque refresh token sent where a signed JWT is expected."""
     tokens = await idp_jwt.obtain_tokens("alice", READ)
     await refused(jwt_gateway, tokens["refresh_token"])
@@ -165,13 +165,13 @@ async def test_audience_star_accepts_any_audience_and_says_so(
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
-async def test_alg_none_is_refused(jwt_gateway: TestClient, idp_jwt: IdP, alg: str) -> None:  # type: ignore[type-arg]
+async def test_alg_none_is_refused(jwt_gateway: Client, idp_jwt: IdP, alg: str) -> None:
     """An unsigned token (alg none, empty signature) with claims that are otherwise perfect."""
     token = f"{b64json({'alg': alg, 'typ': 'at+jwt'})}.{b64json(valid_claims(idp_jwt))}."
     await refused(jwt_gateway, token)
 
 
-async def test_hs256_signed_with_the_public_key_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_hs256_signed_with_the_public_key_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """Algorithm confusion: HS256 keyed with the provider's public RSA key (PEM and JWK JSON forms)."""
     jwk = await provider_rsa_public(idp_jwt)
     public = RSAKey.import_key(jwk).get_op_key("verify")
@@ -186,7 +186,7 @@ async def test_hs256_signed_with_the_public_key_is_refused(jwt_gateway: TestClie
             await refused(jwt_gateway, f"{signing_input}.{b64(mac)}")
 
 
-async def test_jwe_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_jwe_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """A JWE encrypted to the provider's public key: anyone can make one, so it proves nothing."""
     jwk = {k: v for k, v in (await provider_rsa_public(idp_jwt)).items() if k not in ("use", "alg")}
     public = RSAKey.import_key(jwk)
@@ -198,7 +198,7 @@ async def test_jwe_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  #
         await refused(jwt_gateway, token)
 
 
-async def test_signature_of_another_token_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_signature_of_another_token_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """A real token's signature glued to edited claims (bob promoted to alice with more scopes)."""
     tokens = await idp_jwt.obtain_tokens("bob", READ)
     head, _, signature = tokens["access_token"].split(".")
@@ -223,9 +223,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def fake_gateway(
-    aiohttp_client: Any, fake: FakeProvider, upstream: Upstream, clock: Clock
-) -> TestClient:  # type: ignore[type-arg]
+async def fake_gateway(aiohttp_client: Any, fake: FakeProvider, upstream: Upstream, clock: Clock) -> Client:
     """A JWT route on the fake provider, with an injected clock that only the test moves."""
     cfg = issuer_config(
         fake.issuer,
@@ -250,10 +248,10 @@ async def fake_gateway(
     ],
 )
 async def test_introspected_non_access_token_is_refused_even_with_the_audience(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
     clock: Clock,
-    marks: dict[str, str],  # type: ignore[type-arg]
+    marks: dict[str, str],
 ) -> None:
     """A refresh or ID token whose introspection answer says what it is, though it names the API."""
     answers = {"access": {"token_type": "Bearer"}, "other": marks}
@@ -264,9 +262,7 @@ async def test_introspected_non_access_token_is_refused_even_with_the_audience(
     await refused(fake_gateway, "other", "/intro/x")
 
 
-async def test_token_without_exp_is_refused(
-    fake_gateway: TestClient, fake: FakeProvider, clock: Clock
-) -> None:  # type: ignore[type-arg]
+async def test_token_without_exp_is_refused(fake_gateway: Client, fake: FakeProvider, clock: Clock) -> None:
     """A correctly signed token with no exp: it would be valid for ever."""
     await accepted(fake_gateway, mint(RSA, claims_for(fake.issuer, clock)))
     await refused(fake_gateway, mint(RSA, claims_for(fake.issuer, clock, exp=None, jti="no-exp")))
@@ -277,10 +273,10 @@ async def test_token_without_exp_is_refused(
     ["https://evil.example.com", "{issuer}/", "{issuer}/realms/other", "{upper}", None],
 )
 async def test_token_with_wrong_issuer_is_refused(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
     clock: Clock,
-    iss: str | None,  # type: ignore[type-arg]
+    iss: str | None,
 ) -> None:
     """A correctly signed token naming another issuer (or a look-alike spelling, or none)."""
     value = iss.format(issuer=fake.issuer, upper=fake.issuer.upper()) if iss else None
@@ -289,19 +285,19 @@ async def test_token_with_wrong_issuer_is_refused(
 
 @pytest.mark.parametrize("aud", ["other", ["other", "more"], "API", "", None, ["api-x"]])
 async def test_token_with_wrong_audience_is_refused(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
     clock: Clock,
-    aud: Any,  # type: ignore[type-arg]
+    aud: Any,
 ) -> None:
     """A correctly signed token for another audience (a different case, a prefix, none at all)."""
     await refused(fake_gateway, mint(RSA, claims_for(fake.issuer, clock, aud=aud, jti="x")))
 
 
 async def test_unknown_kid_flood_does_not_refetch_the_jwks_each_time(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
-    clock: Clock,  # type: ignore[type-arg]
+    clock: Clock,
 ) -> None:
     """Many tokens with random kids: each unknown kid must not make the gateway refetch the JWKS."""
     attacker = ECKey.generate_key("P-256")

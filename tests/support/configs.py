@@ -5,7 +5,7 @@ tiers share (login, bearer, DPoP, Redis-session fault configs, and ProviderConfi
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from devtools.idp import IdP
 from gateway.config.schema import ProviderConfig
@@ -19,6 +19,24 @@ CLIENT_SECRET = "gw-secret"
 #: The public URL of the DPoP tests' gateway (the htu of their proofs).
 DPOP_PUBLIC_URL = "https://api.example.test"
 LOGIN_SCOPES = ["openid", "profile", "email", "offline_access", "api:read"]
+
+
+class ProviderLike(Protocol):
+    """What the builders read of a provider: the test provider (devtools.idp.IdP) or a stand-in for a
+    fake or a dead one."""
+
+    @property
+    def issuer(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    @property
+    def introspection_client_id(self) -> str: ...
+    @property
+    def introspection_client_secret(self) -> str: ...
+    @property
+    def resource(self) -> str: ...
 
 
 # ---- parts -----------------------------------------------------------------------------------------------
@@ -41,7 +59,7 @@ def provider(
     return {**entry, "timeout": timeout, **extra}
 
 
-def idp_provider(idp: IdP, *, timeout: str = "2s", **extra: Any) -> dict[str, Any]:
+def idp_provider(idp: ProviderLike, *, timeout: str = "2s", **extra: Any) -> dict[str, Any]:
     """The ``providers.<name>`` entry of a running test provider, with its clients."""
     return {
         "issuer": idp.issuer,
@@ -135,7 +153,9 @@ def session_config(
     return gateway(routes or default_routes, {"main": prov}, server=server, sessions=sess)
 
 
-def bearer_config(idp: IdP, upstream: Upstream, *, validate: str = "jwt", **provider: Any) -> dict[str, Any]:
+def bearer_config(
+    idp: ProviderLike, upstream: Upstream, *, validate: str = "jwt", **provider: Any
+) -> dict[str, Any]:
     """/public (public), /api (bearer, api:read), /write (bearer, api:write) on one real provider."""
     auth: dict[str, Any] = {"validate": validate, "audience": idp.resource, "scopes": ["api:read"]}
     routes = [
