@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-IDP_STAMP := tests/idp/node_modules/.installed
+IDP_STAMP := devtools/idp/node_modules/.installed
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist): the tiers mostly wait on real peers, so 4 fit 2 cores.
 PYTEST_WORKERS ?= 4
@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-$(IDP_STAMP): tests/idp/package-lock.json
-	cd tests/idp && npm ci --no-audit --no-fund --loglevel=error
+$(IDP_STAMP): devtools/idp/package-lock.json
+	cd devtools/idp && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 .PHONY: system-deps
@@ -35,8 +35,8 @@ setup: $(STAMP) $(IDP_STAMP) system-deps ## Create .venv, install the project, t
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-linter layers
-	$(BIN)/ruff check gateway tests bench demo tools
-	$(BIN)/ruff format --check gateway tests bench demo tools
+	$(BIN)/ruff check gateway devtools tests bench demo tools
+	$(BIN)/ruff format --check gateway devtools tests bench demo tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -88,4 +88,4 @@ docs: $(STAMP) ## Regenerate docs/configuration.md (tools/configref: schema, rul
 
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and test provider modules
-	rm -rf $(VENV) .venv-tools .tmp tests/idp/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-tools .tmp devtools/idp/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.procs import Proc, tail
-from tests.support.net import wait_for_http
+from devtools.net import wait_for_http
 
 Kind = Literal["openidc-jwt", "openidc-introspection", "oauth2-jwt"]
 MODULES = Path("/usr/lib/apache2/modules")

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.fixtures.idp import IdP
+from devtools.idp import IdP
 
 CONCURRENT = 100
 INTROSPECTION_PATH = "/token/introspection"

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from bench.procs import Proc, tail
-from tests.support.net import free_port
+from devtools.net import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ROUTE_PREFIX = "/bench"

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from bench.procs import Proc
-from tests.support.net import wait_for_http
+from devtools.net import wait_for_http
 
 #: Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded, in either direction.
 HOP = frozenset(

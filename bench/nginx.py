@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 from bench.procs import Proc, tail
-from tests.support.net import wait_for_http
+from devtools.net import wait_for_http
 
 #: What the upstream answers on /whoami: the identity headers the gateway added (preflight checks).
 WHOAMI_LOCATION = r"""

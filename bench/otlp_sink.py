@@ -7,7 +7,7 @@ import asyncio
 import signal
 import sys
 
-from tests.support.otlp import start_receiver, stop_receiver
+from devtools.otlp import start_receiver, stop_receiver
 
 
 async def _serve(port: int) -> None:

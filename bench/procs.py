@@ -1,95 +1,30 @@
-"""Child processes the benchmark owns, and CPU accounting from /proc.
-
-Every server is started in its own session (so a Ctrl-C in the terminal reaches only the harness, which
-then stops them in order) and with PR_SET_PDEATHSIG, so a harness killed outright does not leave servers
-behind. ``Proc.stop`` is idempotent: SIGTERM, a bounded wait, then SIGKILL to the child's own group.
+"""CPU and memory accounting of the benchmark's process trees (from /proc), and its ``Proc``: devtools'
+launcher whose children also die with the harness (PR_SET_PDEATHSIG), so a harness killed outright does not
+leave servers behind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import signal
-import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from devtools import procs
+from devtools.procs import tail
+
+__all__ = ["Proc", "cpu_delta", "cpu_sample", "descendants", "host_cpu", "pss_mib", "tail"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-_PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the child when the harness dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+class Proc(procs.Proc):
+    """A bench server: its own session (Ctrl-C reaches only the harness) and PR_SET_PDEATHSIG (the harness
+    runs everything from its main thread, so the kernel's per-thread parent tie is safe here)."""
 
-
-def tail(path: Path, chars: int = 4000) -> str:
-    """The end of a log file, or a note that there is none."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"<no log at {path}>"
-    return text[-chars:] if text else "<empty log>"
-
-
-class Proc:
-    """One child process with stdout and stderr in a file (never a pipe that can fill up)."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        log: Path,
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        term_signal: int = signal.SIGTERM,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log = log
-        self.term_signal = term_signal
-        with log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return tail(self.log, chars)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Ask politely, wait up to ``timeout``, then SIGKILL the child's process group."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(self.term_signal)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-        # Leftovers in the child's own group (e.g. worker processes of a supervisor that died first).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        return self.popen.returncode
+    def __init__(self, name: str, argv: Sequence[str], log: Path, **options: Any) -> None:
+        super().__init__(name, argv, log, die_with_parent=True, **options)
 
 
 def _stat_fields(pid: int) -> list[str] | None:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 from bench.measure import Options, preflight, warm_up
 from bench.procs import cpu_delta, cpu_sample
@@ -184,8 +185,10 @@ def markdown(profiles: list[dict[str, object]]) -> str:
             total = sum(counts.values()) or 1
             share = counts.get(comp, 0) / total
             cells.append(
-                f"{100 * share:.1f} % ≈ {share * float(p['cpu_us']):.0f} µs" if counts.get(comp) else "—"
-            )  # type: ignore[arg-type]
+                f"{100 * share:.1f} % ≈ {share * float(cast(float, p['cpu_us'])):.0f} µs"
+                if counts.get(comp)
+                else "—"
+            )
         if any(c != "—" for c in cells):
             lines.append(f"| {comp} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -21,8 +21,8 @@ from bench.nginx import proxy_conf, start_nginx
 from bench.procs import Proc
 from bench.session import login_cookie
 from bench.shared import AUDIENCE, LOGIN, REQUIRED_SCOPE, Shared
-from tests.fixtures.idp import IdP
-from tests.support.net import free_port, wait_for_http
+from devtools.idp import IdP
+from devtools.net import free_port, wait_for_http
 
 REQUEST_PATH = "/bench/item"
 
@@ -61,9 +61,9 @@ def _bearer_refusals(wrong_scope_token: str) -> list[tuple[str, dict[str, str], 
 def _roles(shared: Shared, server: int, idp: IdP | None = None) -> dict[str, int]:
     upstream, _port = shared.upstream()
     roles = {"server": server, "upstream": upstream.pid}
-    proc = getattr(idp, "_proc", None)  # the fixture keeps its Popen private; its CPU is worth seeing
-    if proc is not None:
-        roles["idp"] = proc.pid
+    pid = idp.pid if idp is not None else None  # the provider's CPU is worth seeing too
+    if pid is not None:
+        roles["idp"] = pid
     return roles
 
 
@@ -196,9 +196,10 @@ def _session_route(workers: int) -> Setup:
             shared, stack, directory, auth=auth, issuing="jwt", workers=workers, sessions=True
         )
         if shared.session_cookie is None:  # once per run: the session lives in Redis, not the process
+            assert target.idp is not None  # a session scenario always has its provider
             shared.session_cookie = login_cookie(
                 f"http://127.0.0.1:{gw.port}", REQUEST_PATH, target.idp, LOGIN
-            )  # type: ignore[arg-type]
+            )
         target.headers = {"Cookie": shared.session_cookie}
         target.refusals = [
             ("no cookie", {}, (401, 302)),

@@ -1,5 +1,5 @@
 """A browser session for the session-route scenarios, made once per run without a browser: the
-gateway's login redirect, the provider's pages (tests.fixtures.idp), the callback; the cookie it sets.
+gateway's login redirect, the provider's pages (devtools.idp), the callback; the cookie it sets.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urljoin
 
-from tests.fixtures.idp import IdP, loopback_session
+from devtools.idp import IdP, loopback_session
 
 HTML = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
 COOKIE_NAME = "tokengate_session"

@@ -14,9 +14,9 @@ from pathlib import Path
 from bench.nginx import start_nginx, upstream_conf
 from bench.procs import Proc
 from bench.tls_front import start_tls_front
-from tests.fixtures.idp import IdP, IdPSettings
-from tests.fixtures.redis_server import RedisServer
-from tests.support.net import free_port
+from devtools.idp import IdP, IdPSettings
+from devtools.net import free_port
+from devtools.redis import RedisServer
 
 BODY_SIZE = 2048
 TOKEN_SCOPE = "openid api:read"

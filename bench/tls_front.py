@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from bench.nginx import _common, start_nginx
 from bench.procs import Proc
-from tests.support.net import free_port
+from devtools.net import free_port
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,8 +16,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.idp import LAUNCHER, ensure_node_modules
+from devtools.procs import Proc
+
 ROOT = Path(__file__).resolve().parent.parent
-IDP_DIR = ROOT / "tests" / "idp"
 ACCOUNT_CLAIMS = {"alice": {"groups": ["admins", "staff"]}, "bob": {"groups": ["staff"]}}
 
 
@@ -35,28 +36,24 @@ class DemoStack:
     ports: Ports
     redis_url: str | None = None
     access_token_ttl: int = 120
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: list[Proc] = field(default_factory=list)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tokengate-demo-")))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports.gateway}"
 
-    def _spawn(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
-        with (self.workdir / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-            )
+    def _spawn(self, args: list[str], env: dict[str, str], name: str) -> Proc:
+        proc = Proc(name, args, self.workdir / f"{name}.log", env={**os.environ, **env}, cwd=ROOT)
         self.procs.append(proc)
         return proc
 
     def start(self) -> None:
-        if not (IDP_DIR / "node_modules").exists():
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=IDP_DIR, check=True)
+        ensure_node_modules()
         p = self.ports
         callback = f"http://127.0.0.1:{p.gateway}/oauth2/callback"
         self._spawn(
-            ["node", str(IDP_DIR / "launcher.mjs")],
+            ["node", str(LAUNCHER)],
             {
                 "IDP_PORT": str(p.idp),
                 "IDP_REDIRECT_URIS": callback,
@@ -88,7 +85,7 @@ class DemoStack:
     def _wait(self, url: str, name: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(proc.poll() is not None for proc in self.procs):
+            if not all(proc.alive() for proc in self.procs):
                 break
             try:
                 with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback URL built above
@@ -101,13 +98,8 @@ class DemoStack:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)  # all at once, then each gets its grace period
         for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.stop(timeout=15)
         self.procs.clear()
         shutil.rmtree(self.workdir, ignore_errors=True)

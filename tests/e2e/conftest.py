@@ -34,6 +34,7 @@ from playwright.async_api import (
     async_playwright,
 )
 
+from tests.support.clients import Client
 from tests.support.upstream import Upstream, start_upstream, stop_upstream
 
 CHROMIUM = "/usr/bin/chromium"
@@ -66,10 +67,10 @@ async def upstream() -> AsyncIterator[Upstream]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def aiohttp_client() -> AsyncIterator[Any]:
     """pytest-aiohttp's ``aiohttp_client(app, server_kwargs=...)``, in the session loop."""
-    clients: list[TestClient] = []  # type: ignore[type-arg]
+    clients: list[Client] = []
 
     async def go(app: Application, *, server_kwargs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        client: TestClient = TestClient(TestServer(app, **(server_kwargs or {})), **kwargs)  # type: ignore[type-arg]
+        client: Client = TestClient(TestServer(app, **(server_kwargs or {})), **kwargs)
         await client.start_server()
         clients.append(client)
         return client

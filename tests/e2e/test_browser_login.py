@@ -3,7 +3,6 @@ the gateway, cookie flags, refresh at expiry, logout, two tabs, and the Redis-ba
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -12,17 +11,17 @@ import pytest
 import redis
 from playwright.async_api import Page
 
+from devtools.redis import RedisServer
 from gateway.models import TokenSet
 from gateway.web.state import RUNTIME
 from tests.e2e.conftest import Browsing
 from tests.e2e.flows import at_provider, confirm_logout, sign_in
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup
-from tests.fixtures.redis_server import RedisServer
 from tests.support.upstream import Seen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
-EXPIRED = 2.3  # seconds to wait for an access token with a 2 s TTL to be expired
+EXPIRED = 2.3  # seconds the gateway's clock steps for an access token with a 2 s TTL to be expired
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
@@ -151,7 +150,7 @@ async def test_refresh_after_expiry_and_parallel_requests(
     assert cookie is not None
 
     # A reload after expiry: refreshed behind the scenes, the provider's pages are never seen again.
-    await asyncio.sleep(EXPIRED)
+    setup.clock.advance(EXPIRED)
     setup.idp.reset_counters()
     setup.upstream.seen.clear()
     before = len(browsing.requests)
@@ -169,7 +168,7 @@ async def test_refresh_after_expiry_and_parallel_requests(
     assert (await setup.idp.introspect(second))["active"] is True
 
     # Ten parallel requests from the page at expiry: one refresh (rotating refresh tokens), all 200.
-    await asyncio.sleep(EXPIRED)
+    setup.clock.advance(EXPIRED)
     setup.idp.reset_counters()
     setup.upstream.seen.clear()
     statuses = await page.evaluate(

@@ -12,9 +12,9 @@ import pytest
 import pytest_asyncio
 
 from demo.stack import DemoStack, Ports
+from devtools.net import free_port
 from tests.e2e.conftest import Browsing
 from tests.e2e.flows import at_provider, sign_in
-from tests.support.net import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 

@@ -14,14 +14,14 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from devtools.idp import IdP, IdPFactory
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
 from tests.e2e.conftest import Browsing
 from tests.e2e.flows import at_provider, sign_in
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.login import SESSION_KEY
-from tests.support.net import free_port
 from tests.support.nginx import Nginx, forward_auth_server, start_nginx
 from tests.support.upstream import Upstream
 

@@ -15,14 +15,14 @@ import pytest_asyncio
 import yaml
 from playwright.async_api import Browser, BrowserContext, Playwright, Route
 
+from devtools.idp import IdP, IdPFactory
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORT, is_loopback
 from tests.e2e.flows import at_provider, sign_in
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.login import SESSION_KEY
-from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from aiohttp.test_utils import TestClient
 from prometheus_client import REGISTRY
 
 from gateway.app import create_app
@@ -17,41 +16,10 @@ from gateway.config import parse_config
 from gateway.models import Session, TokenSet
 from gateway.sessions import SessionStore
 from gateway.web.state import RUNTIME
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET
+from tests.support.clients import Client
 from tests.support.upstream import Upstream
 
-SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
 NAVIGATE = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
-
-
-def session_gateway_config(issuer: str, upstream: Upstream, redis_url: str, **server: Any) -> dict[str, Any]:
-    """One session route on ``/app`` backed by Redis at ``redis_url``; the provider is only needed at
-    login and refresh, which these sessions (valid for an hour) never reach."""
-    return {
-        "server": {"listen": "127.0.0.1:8080", "public_url": "http://127.0.0.1:8080", **server},
-        "providers": {
-            "main": {
-                "issuer": issuer,
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "timeout": "1s",
-            }
-        },
-        "sessions": {
-            "store": "redis",
-            "redis_url": redis_url,
-            "encryption_key": SESSION_KEY,
-            "key_prefix": "tg-faults:",
-        },
-        "routes": [
-            {
-                "name": "app",
-                "match": {"path_prefix": "/app"},
-                "upstream": upstream.url,
-                "auth": {"mode": "session", "provider": "main"},
-            }
-        ],
-    }
 
 
 def a_session(subject: str, *, token_ttl: float = 3600.0) -> Session:
@@ -69,13 +37,13 @@ def a_session(subject: str, *, token_ttl: float = 3600.0) -> Session:
     )
 
 
-def store_of(client: TestClient) -> SessionStore:  # type: ignore[type-arg]
-    store = client.app[RUNTIME].current.store  # type: ignore[index]
+def store_of(client: Client) -> SessionStore:
+    store = client.app[RUNTIME].current.store
     assert store is not None
     return store
 
 
-async def create_sessions(client: TestClient, count: int) -> dict[str, str]:  # type: ignore[type-arg]
+async def create_sessions(client: Client, count: int) -> dict[str, str]:
     """``count`` sessions (subjects user0..) through the gateway's store; session id -> subject."""
     store = store_of(client)
     made: dict[str, str] = {}
@@ -99,15 +67,16 @@ def assert_identity_matches(upstream: Upstream, expected_user_by_path: dict[str,
 
 async def serve(
     aiohttp_client: Any, cfg: dict[str, Any], *, clock: Callable[[], float] | None = None
-) -> TestClient:  # type: ignore[type-arg]
+) -> Client:
     """The gateway for ``cfg`` on a loopback port (with an injected clock when given)."""
-    app = create_app(parse_config(yaml.safe_dump(cfg), env={}), **({"clock": clock} if clock else {}))
+    parsed = parse_config(yaml.safe_dump(cfg), env={})
+    app = create_app(parsed, clock=clock) if clock else create_app(parsed)
     client = await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
     return client  # type: ignore[no-any-return]
 
 
-async def wait_providers(client: TestClient, timeout: float = 5.0) -> bool:  # type: ignore[type-arg]  # noqa: ASYNC109
-    providers = client.app[RUNTIME].current.providers.values()  # type: ignore[index]
+async def wait_providers(client: Client, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+    providers = client.app[RUNTIME].current.providers.values()
     return all([await p.wait_ready(timeout) for p in providers])
 
 

@@ -16,20 +16,11 @@ from typing import Any
 
 import pytest
 
+from devtools.idp import IdP
 from gateway.app import create_admin_app
-from tests.faults.helpers import NAVIGATE, SESSION_KEY, a_session, serve, store_of, until, wait_providers
-from tests.fixtures.idp import IdP
-from tests.support.oidc_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Clock,
-    FakeProvider,
-    Reply,
-    claims_for,
-    mint,
-    public_jwk,
-    signing_key,
-)
+from tests.faults.helpers import NAVIGATE, a_session, serve, store_of, until, wait_providers
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET, SESSION_KEY
+from tests.support.oidc_fakes import Clock, FakeProvider, Reply, claims_for, mint, public_jwk, signing_key
 from tests.support.tcpproxy import TcpRelay
 from tests.support.traffic import Traffic
 from tests.support.upstream import Upstream
@@ -180,7 +171,7 @@ async def test_introspection_faults_then_recovery(
     )
     async with Traffic(request, workers=4) as traffic:
         await traffic.until(
-            lambda: traffic.keys_with(401, "before") and traffic.keys_with(200, "before"), "ok"
+            lambda: bool(traffic.keys_with(401, "before")) and bool(traffic.keys_with(200, "before")), "ok"
         )
         await _fault_and_heal(traffic, script, fault, during=lambda: traffic.statuses("outage")[503] >= 8)
         await traffic.until(

@@ -7,18 +7,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from itertools import cycle
 
-from aiohttp.test_utils import TestClient
-
+from devtools.redis import RedisServer
 from gateway.web.state import RUNTIME
-from tests.faults.helpers import (
-    NAVIGATE,
-    assert_identity_matches,
-    create_sessions,
-    session_gateway_config,
-    store_of,
-)
+from tests.faults.helpers import NAVIGATE, assert_identity_matches, create_sessions, store_of
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.redis_server import RedisServer
+from tests.support.clients import Client
+from tests.support.configs import session_gateway_config
 from tests.support.oidc_fakes import FakeProvider
 from tests.support.tcpproxy import TcpRelay
 from tests.support.traffic import Traffic
@@ -29,14 +23,14 @@ SESSIONS = 6
 
 async def _gateway(
     make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream, redis_url: str
-) -> TestClient:  # type: ignore[type-arg]
+) -> Client:
     client = await make_gateway(session_gateway_config(fake.issuer, upstream, redis_url))
-    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)  # type: ignore[index]
+    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)
     return client
 
 
 async def _outage_under_traffic(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     upstream: Upstream,
     fail: Callable[[], Awaitable[None] | None],
     heal: Callable[[], Awaitable[None] | None],

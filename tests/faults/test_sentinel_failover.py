@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from itertools import cycle
 
-from aiohttp.test_utils import TestClient
-
+from devtools.redis import RedisSentinelPeer, RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.sessions import KeyLayout, SessionStore
 from gateway.web.state import RUNTIME
@@ -19,12 +18,12 @@ from tests.faults.helpers import (
     a_session,
     assert_identity_matches,
     create_sessions,
-    session_gateway_config,
     store_of,
     until,
 )
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
+from tests.support.clients import Client
+from tests.support.configs import session_gateway_config
 from tests.support.oidc_fakes import FakeProvider
 from tests.support.traffic import Traffic
 from tests.support.upstream import Upstream
@@ -42,7 +41,7 @@ async def test_sentinel_failover_under_traffic_keeps_sessions(
 ) -> None:
     """Fault: SENTINEL FAILOVER (the master demoted to a replica) while session requests run."""
     client = await make_gateway(session_gateway_config(fake.issuer, upstream, redis_sentinel_url))
-    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)  # type: ignore[index]
+    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)
     await asyncio.to_thread(redis_sentinel.wait_in_sync)  # an earlier failover test may have just run
     sessions = await create_sessions(client, SESSIONS)
     old_master = redis_sentinel.current_master()
@@ -71,7 +70,7 @@ async def test_sentinel_failover_under_traffic_keeps_sessions(
 
 async def _failover_under_traffic(
     redis_sentinel: RedisSentinelPeer,
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     upstream: Upstream,
     old_master: RedisServer,
     sessions: dict[str, str],
@@ -169,7 +168,7 @@ async def test_sentinels_down_while_the_master_serves(
 ) -> None:
     """Fault: all three sentinels killed (the master and replica still up), then restarted."""
     client = await make_gateway(session_gateway_config(fake.issuer, upstream, redis_sentinel_url))
-    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)  # type: ignore[index]
+    assert await client.app[RUNTIME].current.providers["main"].wait_ready(5)
     sessions = await create_sessions(client, SESSIONS)
     ids = cycle(sorted(sessions))
     base = f"http://127.0.0.1:{client.port}"

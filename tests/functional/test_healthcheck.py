@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from devtools.net import free_port
 from gateway.app import create_admin_app, create_app
 from gateway.config import parse_config
 from gateway.healthcheck import admin_address
-from tests.support.net import free_port
 
 ROUTES = "routes: [{name: r, upstream: 'http://127.0.0.1:9', auth: {mode: public}}]\n"
 

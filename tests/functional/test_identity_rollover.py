@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
@@ -18,6 +17,7 @@ from gateway.config import parse_config
 from tests.security.test_identity_assertion import RSA, config, token
 from tests.support.assertion import documented_example, new_signing_pem
 from tests.support.bearer import ready
+from tests.support.clients import Client
 from tests.support.oidc_fakes import FakeProvider, public_jwk, running
 from tests.support.upstream import Upstream
 
@@ -28,13 +28,13 @@ async def fake() -> AsyncIterator[FakeProvider]:
         yield provider
 
 
-async def key_set(client: TestClient) -> KeySet:  # type: ignore[type-arg]
+async def key_set(client: Client) -> KeySet:
     resp = await client.get("/oauth2/jwks.json")
     assert resp.status == 200
     return KeySet.import_key_set(await resp.json(content_type=None))
 
 
-async def assertion(client: TestClient, upstream: Upstream, fake: FakeProvider) -> str:  # type: ignore[type-arg]
+async def assertion(client: Client, upstream: Upstream, fake: FakeProvider) -> str:
     resp = await client.get("/api/x", headers={"Authorization": f"Bearer {token(fake)}"})
     assert resp.status == 200, await resp.text()
     value = upstream.last.header("X-Tokengate-Assertion")

@@ -11,18 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP
+from tests.support.clients import Client
 from tests.support.logs import json_logs
-from tests.support.net import free_port
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
+async def ready(client: Client) -> Client:
     for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client

@@ -8,21 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from devtools.idp import IdP
+from devtools.redis import RedisServer
 from gateway import __version__
 from tests.fixtures.gateway import GatewayFactory, metric, public_route
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import LoginFactory
-from tests.fixtures.redis_server import RedisServer
+from tests.support.clients import Client
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
-Admin = Callable[[TestClient], Awaitable[TestClient]]  # type: ignore[type-arg]
+Admin = Callable[[Client], Awaitable[Client]]
 
 
-async def scrape(admin: TestClient) -> str:  # type: ignore[type-arg]
+async def scrape(admin: Client) -> str:
     resp = await admin.get("/metrics")
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain")
@@ -34,7 +34,7 @@ async def test_request_metrics(make_gateway: GatewayFactory, admin_for: Admin, u
     admin = await admin_for(client)
     before = await scrape(admin)
     slow = asyncio.ensure_future(client.get("/slow?seconds=0.5"))
-    await asyncio.sleep(0.2)
+    await upstream.slow_in_flight()
     during = await scrape(admin)
     assert metric(during, "tokengate_in_flight_requests") >= 1
     await (await slow).read()
@@ -138,7 +138,7 @@ async def test_session_metrics(
     before = await scrape(admin)
     async with setup.browser() as browser:
         await setup.login(browser, "/")
-        await asyncio.sleep(2.2)
+        setup.clock.advance(2.2)  # past the 2 s access token, at the gateway
         async with browser.get(setup.url + "/r") as resp:
             assert resp.status == 200
         async with browser.post(setup.url + "/oauth2/logout", allow_redirects=False) as resp:

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from devtools.net import free_port
 from gateway.oidc import ProviderClient
-from tests.support.net import free_port
-from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, provider_config, running
+from tests.support.configs import provider_config
+from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, running
 
 
 def oauth_document(issuer: str) -> dict[str, Any]:

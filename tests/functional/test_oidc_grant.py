@@ -11,16 +11,8 @@ import pytest
 
 from gateway.errors import InvalidToken, LoginFailed, ProviderUnavailable
 from gateway.oidc import ProviderClient, ProviderMetadata, RefreshRejected
-from tests.support.oidc_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Clock,
-    FakeProvider,
-    Reply,
-    provider_client,
-    provider_config,
-    running,
-)
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET, provider_config
+from tests.support.oidc_fakes import Clock, FakeProvider, Reply, provider_client, running
 
 TOKENS = {
     "access_token": "at-1",

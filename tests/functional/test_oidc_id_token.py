@@ -12,14 +12,13 @@ import pytest
 
 from gateway.errors import LoginFailed, ProviderUnavailable
 from gateway.oidc import ProviderClient
+from tests.support.configs import CLIENT_ID, provider_config
 from tests.support.oidc_fakes import (
-    CLIENT_ID,
     Clock,
     FakeProvider,
     Reply,
     mint,
     provider_client,
-    provider_config,
     public_jwk,
     running,
     signing_key,

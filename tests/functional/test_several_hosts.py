@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
 from tests.fixtures.login import HTML, SESSION_KEY
-from tests.support.net import free_port
 
 
 def several_hosts(public_url: str, **sessions: Any) -> dict[str, Any]:
@@ -44,7 +44,7 @@ async def test_cookie_name_and_domain(
     if domain is None:
         cfg["routes"] = cfg["routes"][1:]
     client = await make_gateway(cfg)
-    cookies = client.app[RUNTIME].current.cookies  # type: ignore[index]
+    cookies = client.app[RUNTIME].current.cookies
     assert cookies.name == name
     assert cookies.domain == domain
 

@@ -16,12 +16,12 @@ import pytest
 import yaml
 from aiohttp import web
 
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.server.listener import GatewayRunner, ListenerLimits
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.support.net import free_port
 from tests.support.upstream import Upstream
 
 Serve = Callable[..., Awaitable[int]]

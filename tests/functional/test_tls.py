@@ -19,13 +19,13 @@ import yaml
 from aiohttp import web
 from cryptography import x509
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.app import swap_runtime
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
-from tests.support.net import free_port
 from tests.support.process import start_gateway
 from tests.support.tls import (
     CertAuthority,

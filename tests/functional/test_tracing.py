@@ -11,15 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from gateway import __version__, tracing
-from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP
-from tests.fixtures.login import LoginFactory
-from tests.fixtures.redis_server import RedisServer
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, Reply, running
-from tests.support.otlp import (
+from devtools.idp import IdP
+from devtools.otlp import (
     CLIENT,
     SERVER,
     OtlpReceiver,
@@ -28,6 +22,13 @@ from tests.support.otlp import (
     start_receiver,
     stop_receiver,
 )
+from devtools.redis import RedisServer
+from gateway import __version__, tracing
+from tests.fixtures.gateway import GatewayFactory, public_route
+from tests.fixtures.login import LoginFactory
+from tests.support.clients import Client
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import FakeProvider, Reply, running
 from tests.support.upstream import Upstream
 
 SESSION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
@@ -293,7 +294,7 @@ async def test_bearer_trace_has_provider_and_redis_children_and_no_secret(
     print("\n" + span_tree(spans))  # the report's example (pytest -s)
 
 
-async def _ready(client: TestClient) -> None:  # type: ignore[type-arg]
+async def _ready(client: Client) -> None:
     from gateway.web.state import RUNTIME
 
     for provider in client.app[RUNTIME].current.providers.values():

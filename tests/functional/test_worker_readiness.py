@@ -15,9 +15,9 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from devtools.net import free_port
 from gateway.config import parse_config
 from gateway.server import Gateway
-from tests.support.net import free_port
 
 
 @pytest.fixture

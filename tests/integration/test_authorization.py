@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
 from tests.support.logs import access_lines
 from tests.support.upstream import Upstream

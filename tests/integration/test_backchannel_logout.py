@@ -18,17 +18,17 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient
 from joserfc import jws
 from joserfc.jwk import RSAKey
 from redis.asyncio import Redis
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.sessions import KeyLayout
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup, session_route
-from tests.support.net import free_port
+from tests.support.clients import Client
 from tests.support.upstream import Upstream
 
 BACKCHANNEL = "/oauth2/backchannel-logout"
@@ -82,7 +82,7 @@ async def relay() -> AsyncIterator[Relay]:
 @dataclass
 class Replicas:
     a: LoginSetup  # public_url's replica: the provider's back-channel POSTs reach this one
-    b: TestClient  # type: ignore[type-arg]
+    b: Client
 
     @property
     def b_url(self) -> str:

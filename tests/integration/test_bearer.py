@@ -9,11 +9,12 @@ import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP, IdPFactory
 from gateway.oidc.dpop import PROOF_ALGORITHMS
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP, IdPFactory
+from tests.support.clients import Client
+from tests.support.clocks import ShiftedClock
 from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"
@@ -71,10 +72,10 @@ def gateway_config(
     return cfg
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
+async def ready(client: Client) -> Client:
     from gateway.web.state import RUNTIME
 
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 
@@ -231,10 +232,11 @@ async def test_expired_token(
     tokens = await tokens_of(provider)
     cfg = gateway_config(provider, upstream, validate)
     cfg["providers"]["main"]["jwt_leeway"] = "0s"
-    client = await ready(await make_gateway(cfg))
+    clock = ShiftedClock()
+    client = await ready(await make_gateway(cfg, clock=clock))
     resp = await client.get("/api", headers=bearer(tokens["access_token"]))
     assert resp.status == 200
-    await asyncio.sleep(2.3)
+    clock.advance(2.3)  # past the token's exp at the gateway (the provider's clock is not injected)
     resp = await client.get("/api", headers=bearer(tokens["access_token"]))
     assert resp.status == 401
     assert 'error="invalid_token"' in challenge(resp)
@@ -244,10 +246,12 @@ async def test_revocation_visible_after_cache_ttl(
     make_gateway: GatewayFactory, upstream: Upstream, idp: IdP
 ) -> None:
     tokens = await tokens_of(idp)
-    client = await ready(await make_gateway(gateway_config(idp, upstream, "introspection", cache="1s")))
+    clock = ShiftedClock()
+    cfg = gateway_config(idp, upstream, "introspection", cache="1s")
+    client = await ready(await make_gateway(cfg, clock=clock))
     assert (await client.get("/api", headers=bearer(tokens["access_token"]))).status == 200
     await idp.revoke(tokens["access_token"], "access_token")
-    await asyncio.sleep(1.2)
+    clock.advance(1.2)  # past the 1 s introspection cache
     resp = await client.get("/api", headers=bearer(tokens["access_token"]))
     assert resp.status == 401
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from gateway.oidc.dpop import PROOF_ALGORITHMS
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.support.bearer import decode_part
-from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, dpop_config, headers, plain_tokens
+from tests.support.clients import Client
+from tests.support.configs import dpop_config
+from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, headers, plain_tokens
 from tests.support.upstream import Upstream
 
 FORMATS = [pytest.param("jwt", id="jwt"), pytest.param("introspection", id="introspection")]
@@ -24,10 +25,10 @@ def provider_for(validate: str, idp: IdP, idp_jwt: IdP) -> IdP:
     return idp_jwt if validate == "jwt" else idp
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
+async def ready(client: Client) -> Client:
     from gateway.web.state import RUNTIME
 
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 

@@ -14,14 +14,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import SESSION_KEY
-from tests.support.net import free_port
+from tests.support.clients import Client
 from tests.support.nginx import Nginx, forward_auth_server, start_nginx
 from tests.support.upstream import Upstream
 
@@ -89,7 +89,7 @@ def forward_auth_config(idp: IdP, upstream: Upstream, front_url: str, dead_port:
 @dataclass
 class Front:
     nginx: Nginx
-    gateway: TestClient  # type: ignore[type-arg]
+    gateway: Client
     upstream: Upstream
     token: str
 
@@ -102,8 +102,8 @@ class Front:
         return f"http://127.0.0.1:{self.gateway.server.port}/oauth2/auth"
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+async def ready(client: Client) -> Client:
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 

@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
 from tests.integration.test_forward_auth import PROXY_ADDR, forward_auth_config
 from tests.support.assertion import documented_example, new_signing_pem
 from tests.support.bearer import ready
-from tests.support.net import free_port
+from tests.support.clients import Client
 from tests.support.nginx import forward_auth_server, start_nginx
 from tests.support.upstream import Upstream
 
@@ -34,7 +34,7 @@ async def verify_with_fetched_keys(base_url: str, issuer: str, upstream: Upstrea
     upstream.verifier = lambda assertion: example["verify"](assertion, keys, issuer, upstream.url)
 
 
-def base_of(client: TestClient) -> str:  # type: ignore[type-arg]
+def base_of(client: Client) -> str:
     return str(client.make_url("/")).rstrip("/")
 
 

@@ -1,5 +1,5 @@
-"""Proves the OpenID provider fixture (tests/fixtures/idp.py): discovery, the browserless code flow,
-introspection, RFC 9068 JWT access tokens, refresh rotation, counters, key rotation and logout.
+"""Proves the OpenID provider fixture (devtools/idp, tests/fixtures/idp.py): discovery, the browserless
+code flow, introspection, RFC 9068 JWT access tokens, refresh rotation, counters, key rotation and logout.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from yarl import URL
 
-from tests.fixtures.idp import IdP, IdPError, IdPFactory, loopback_session
+from devtools.idp import IdP, IdPError, IdPFactory, loopback_session
 
 
 def _decode(token: str, jwks: Any) -> jwt.Token:

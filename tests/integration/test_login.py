@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 
-from tests.fixtures.idp import IdP, IdPFactory
+from devtools.idp import IdP, IdPFactory
 from tests.fixtures.login import HTML, LoginFactory
 from tests.support.tcpproxy import TcpRelay
 
@@ -265,7 +265,7 @@ async def test_refresh_keeps_the_session(
     async with browser.get(setup.url + "/a") as resp:
         assert resp.status == 200
     first = setup.upstream.last.header("Authorization")
-    await asyncio.sleep(2.2)
+    setup.clock.advance(2.2)  # past the 2 s access token, at the gateway
     setup.idp.reset_counters()
     async with browser.get(setup.url + "/b", allow_redirects=False) as resp:
         assert resp.status == 200
@@ -282,7 +282,7 @@ async def test_parallel_requests_at_expiry_refresh_once(
 ) -> None:
     setup = await login_setup(idp={"access_token_ttl": 2}, **store_kwargs)
     await setup.login(browser, "/")
-    await asyncio.sleep(2.2)
+    setup.clock.advance(2.2)  # past the 2 s access token, at the gateway
     setup.idp.reset_counters()
     answers = await asyncio.gather(*(browser.get(setup.url + f"/p{i}") for i in range(10)))
     assert [r.status for r in answers] == [200] * 10
@@ -304,7 +304,7 @@ async def test_rejected_refresh_ends_the_session(
     # that revokes the grant, so the gateway's next refresh gets invalid_grant.
     end = f"{setup.idp.end_session_endpoint}?client_id={setup.idp.client_id}"
     await setup.idp.follow_interactions(browser, end)
-    await asyncio.sleep(2.2)
+    setup.clock.advance(2.2)  # past the 2 s access token, at the gateway
     async with browser.get(setup.url + "/b", headers=HTML, allow_redirects=False) as resp:
         assert resp.status == 302
         assert resp.headers["Location"] == "/oauth2/login?rd=%2Fb"
@@ -330,7 +330,7 @@ async def test_transient_refresh_failure_keeps_the_session(
         }
         setup = await setup.rebuild(cfg)
         await setup.login(browser, "/")
-        await asyncio.sleep(2.2)
+        setup.clock.advance(2.2)  # past the 2 s access token, at the gateway
         relay.refuse()
         async with browser.get(setup.url + "/c", headers=HTML, allow_redirects=False) as resp:
             assert resp.status == 503

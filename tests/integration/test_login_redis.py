@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 import redis
 
+from devtools.redis import RedisServer
 from tests.fixtures.login import HTML, LoginFactory
-from tests.fixtures.redis_server import RedisServer
 
 
 async def test_no_token_in_plain_text_in_redis(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -23,12 +23,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
+from devtools.idp import IdP, IdPFactory, loopback_session
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import IdP, IdPFactory, loopback_session
 from tests.support.challenges import with_dpop
-from tests.support.net import free_port
 
 # The client's redirect URI: never contacted (the test reads the code from the provider's redirect).
 REDIRECT_URI = "http://127.0.0.1:9/callback"
@@ -156,7 +156,7 @@ async def test_mcp_sdk_client_discovers_logs_in_and_calls_a_tool(
         server_url=server_url,
         client_metadata=OAuthClientMetadata(
             client_name="tokengate MCP test client",
-            redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+            redirect_uris=[REDIRECT_URI],
             grant_types=["authorization_code", "refresh_token"],
             response_types=["code"],
             token_endpoint_auth_method="none",
@@ -165,7 +165,7 @@ async def test_mcp_sdk_client_discovers_logs_in_and_calls_a_tool(
         redirect_handler=browser.redirect,
         callback_handler=browser.callback,
     )
-    hooks = {"request": [on_request], "response": [on_response]}
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [on_request], "response": [on_response]}
     async with (
         httpx2.AsyncClient(auth=oauth, event_hooks=hooks, trust_env=False, timeout=20) as http,
         Client(streamable_http_client(server_url, http_client=http)) as client,

@@ -16,10 +16,10 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 import pytest
 
+from devtools.idp import IdP, IdPFactory, loopback_session
 from gateway.config.schema import ProviderConfig
 from gateway.errors import InvalidToken, LoginFailed
 from gateway.oidc import ProviderClient, RefreshRejected, new_login_secrets
-from tests.fixtures.idp import IdP, IdPFactory, loopback_session
 
 NEEDS = frozenset(
     {"authorization", "token", "jwks", "introspection", "userinfo", "revocation", "end_session"}

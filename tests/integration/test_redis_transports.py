@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.net import free_port
+from devtools.redis import RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.models import Session, TokenSet
 from gateway.sessions import RedisSessionStore, SessionCipher
-from tests.fixtures.redis_server import RedisServer
-from tests.support.net import free_port
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"
 

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from devtools.idp import IdP, IdPFactory
 from gateway.app import swap_runtime
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.integration.test_bearer import bearer, ready
 from tests.support.challenges import with_dpop
+from tests.support.clients import Client
 from tests.support.upstream import Upstream
 
 RESOURCE = "https://mcp.example.com/mcp"
@@ -59,7 +59,7 @@ def config(idp: IdP, upstream: Upstream, **auth: Any) -> dict[str, Any]:
     }
 
 
-async def gateway(make_gateway: GatewayFactory, idp: IdP, upstream: Upstream, **auth: Any) -> TestClient:  # type: ignore[type-arg]
+async def gateway(make_gateway: GatewayFactory, idp: IdP, upstream: Upstream, **auth: Any) -> Client:
     return await ready(await make_gateway(config(idp, upstream, **auth)))
 
 

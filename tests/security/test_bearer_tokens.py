@@ -1,6 +1,6 @@
 """Attack class: forged, misused and out-of-place bearer tokens, sent through the whole gateway.
 
-The real provider (tests/fixtures/idp.py) signs what it can: access tokens, ID tokens (with and without
+The real provider (devtools/idp) signs what it can: access tokens, ID tokens (with and without
 ``at_hash``), refresh tokens; its published keys are what the attacker holds. A loopback fake JWKS
 (tests/support/oidc_fakes.py) signs what no honest provider mints: no ``exp``, a foreign ``iss``, a
 flood of made-up key ids. Every refusal is 401 ``invalid_token`` (DESIGN §5), never a 500.
@@ -18,15 +18,14 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwe
 from joserfc.jwk import ECKey, RSAKey
 
+from devtools.idp import IdP, IdPFactory
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP, IdPFactory
 from tests.support.bearer import (
     SPA_CLIENTS,
     accepted,
@@ -34,13 +33,13 @@ from tests.support.bearer import (
     b64,
     b64json,
     decode_part,
-    gateway_config,
     implicit_id_token,
     ready,
     refused,
-    route,
     without_audience,
 )
+from tests.support.clients import Client
+from tests.support.configs import bearer_route, issuer_config
 from tests.support.oidc_fakes import (
     Clock,
     FakeProvider,
@@ -57,9 +56,9 @@ READ = "openid profile email api:read"
 
 
 @pytest.fixture
-async def jwt_gateway(make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP) -> TestClient:  # type: ignore[type-arg]
+async def jwt_gateway(make_gateway: GatewayFactory, upstream: Upstream, idp_jwt: IdP) -> Client:
     """A JWT route on the real provider, audience = the provider's resource."""
-    cfg = gateway_config(idp_jwt.issuer, [route("api", "/api", upstream, audience=idp_jwt.resource)])
+    cfg = issuer_config(idp_jwt.issuer, [bearer_route("api", "/api", upstream, audience=idp_jwt.resource)])
     return await ready(await make_gateway(cfg))
 
 
@@ -87,7 +86,7 @@ async def test_id_token_without_at_hash_is_refused_on_a_jwt_route(
     assert "at_hash" not in claims
     assert "c_hash" not in claims
     assert claims["iss"] == provider.issuer
-    cfg = gateway_config(provider.issuer, [route("api", "/api", upstream, audience=provider.resource)])
+    cfg = issuer_config(provider.issuer, [bearer_route("api", "/api", upstream, audience=provider.resource)])
     # The route as an operator wrote it before: no audience. That config is now refused ...
     assert audience_problems(without_audience(cfg)) == ["routes[0].auth.audience"]
     # ... and with the audience it must name, the ID token is refused while access tokens pass.
@@ -106,9 +105,9 @@ async def test_refresh_token_is_refused_on_an_introspection_route(
     assert answer["active"] is True
     assert "token_type" not in answer
     assert "aud" not in answer
-    cfg = gateway_config(
+    cfg = issuer_config(
         idp.issuer,
-        [route("api", "/api", upstream, validate="introspection", audience=idp.resource)],
+        [bearer_route("api", "/api", upstream, validate="introspection", audience=idp.resource)],
     )
     assert audience_problems(without_audience(cfg)) == ["routes[0].auth.audience"]
     client = await ready(await make_gateway(cfg))
@@ -116,14 +115,14 @@ async def test_refresh_token_is_refused_on_an_introspection_route(
     await accepted(client, tokens["access_token"])
 
 
-async def test_code_flow_id_token_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_code_flow_id_token_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """The ID token the gateway's own login receives, replayed as a bearer token."""
     tokens = await idp_jwt.obtain_tokens("alice", READ)
     await refused(jwt_gateway, tokens["id_token"])
     await accepted(jwt_gateway, tokens["access_token"])
 
 
-async def test_refresh_token_is_refused_on_a_jwt_route(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_refresh_token_is_refused_on_a_jwt_route(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """An opaque refresh token sent where a signed JWT is expected."""
     tokens = await idp_jwt.obtain_tokens("alice", READ)
     await refused(jwt_gateway, tokens["refresh_token"])
@@ -138,10 +137,10 @@ async def test_token_for_another_api_is_refused(
     extra = {"resource": idp.resource_indicator} if validate == "introspection" else None
     tokens = await provider.obtain_tokens("alice", READ, extra=extra)
     routes = [
-        route("api", "/api", upstream, validate=validate, audience=provider.resource),
-        route("billing", "/billing", upstream, validate=validate, audience="billing"),
+        bearer_route("api", "/api", upstream, validate=validate, audience=provider.resource),
+        bearer_route("billing", "/billing", upstream, validate=validate, audience="billing"),
     ]
-    client = await ready(await make_gateway(gateway_config(provider.issuer, routes)))
+    client = await ready(await make_gateway(issuer_config(provider.issuer, routes)))
     await accepted(client, tokens["access_token"])
     await refused(client, tokens["access_token"], "/billing/x")
 
@@ -154,7 +153,7 @@ async def test_audience_star_accepts_any_audience_and_says_so(
 ) -> None:
     """An operator who opts out with audience "*" gets a start-up warning naming the open route."""
     tokens = await idp_jwt.obtain_tokens("alice", READ)
-    cfg = gateway_config(idp_jwt.issuer, [route("legacy", "/api", upstream, audience="*")])
+    cfg = issuer_config(idp_jwt.issuer, [bearer_route("legacy", "/api", upstream, audience="*")])
     with caplog.at_level("WARNING", logger="tokengate"):
         client = await ready(await make_gateway(cfg))
     warned = [r.getMessage() for r in caplog.records if "audience" in r.getMessage()]
@@ -166,13 +165,13 @@ async def test_audience_star_accepts_any_audience_and_says_so(
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
-async def test_alg_none_is_refused(jwt_gateway: TestClient, idp_jwt: IdP, alg: str) -> None:  # type: ignore[type-arg]
+async def test_alg_none_is_refused(jwt_gateway: Client, idp_jwt: IdP, alg: str) -> None:
     """An unsigned token (alg none, empty signature) with claims that are otherwise perfect."""
     token = f"{b64json({'alg': alg, 'typ': 'at+jwt'})}.{b64json(valid_claims(idp_jwt))}."
     await refused(jwt_gateway, token)
 
 
-async def test_hs256_signed_with_the_public_key_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_hs256_signed_with_the_public_key_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """Algorithm confusion: HS256 keyed with the provider's public RSA key (PEM and JWK JSON forms)."""
     jwk = await provider_rsa_public(idp_jwt)
     public = RSAKey.import_key(jwk).get_op_key("verify")
@@ -187,7 +186,7 @@ async def test_hs256_signed_with_the_public_key_is_refused(jwt_gateway: TestClie
             await refused(jwt_gateway, f"{signing_input}.{b64(mac)}")
 
 
-async def test_jwe_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_jwe_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """A JWE encrypted to the provider's public key: anyone can make one, so it proves nothing."""
     jwk = {k: v for k, v in (await provider_rsa_public(idp_jwt)).items() if k not in ("use", "alg")}
     public = RSAKey.import_key(jwk)
@@ -199,7 +198,7 @@ async def test_jwe_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  #
         await refused(jwt_gateway, token)
 
 
-async def test_signature_of_another_token_is_refused(jwt_gateway: TestClient, idp_jwt: IdP) -> None:  # type: ignore[type-arg]
+async def test_signature_of_another_token_is_refused(jwt_gateway: Client, idp_jwt: IdP) -> None:
     """A real token's signature glued to edited claims (bob promoted to alice with more scopes)."""
     tokens = await idp_jwt.obtain_tokens("bob", READ)
     head, _, signature = tokens["access_token"].split(".")
@@ -224,15 +223,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def fake_gateway(
-    aiohttp_client: Any, fake: FakeProvider, upstream: Upstream, clock: Clock
-) -> TestClient:  # type: ignore[type-arg]
+async def fake_gateway(aiohttp_client: Any, fake: FakeProvider, upstream: Upstream, clock: Clock) -> Client:
     """A JWT route on the fake provider, with an injected clock that only the test moves."""
-    cfg = gateway_config(
+    cfg = issuer_config(
         fake.issuer,
         [
-            route("api", "/api", upstream, audience="api"),
-            route("intro", "/intro", upstream, validate="introspection", audience="api"),
+            bearer_route("api", "/api", upstream, audience="api"),
+            bearer_route("intro", "/intro", upstream, validate="introspection", audience="api"),
         ],
     )
     app = create_app(parse_config(yaml.safe_dump(cfg), env={}), clock=clock)
@@ -251,10 +248,10 @@ async def fake_gateway(
     ],
 )
 async def test_introspected_non_access_token_is_refused_even_with_the_audience(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
     clock: Clock,
-    marks: dict[str, str],  # type: ignore[type-arg]
+    marks: dict[str, str],
 ) -> None:
     """A refresh or ID token whose introspection answer says what it is, though it names the API."""
     answers = {"access": {"token_type": "Bearer"}, "other": marks}
@@ -265,9 +262,7 @@ async def test_introspected_non_access_token_is_refused_even_with_the_audience(
     await refused(fake_gateway, "other", "/intro/x")
 
 
-async def test_token_without_exp_is_refused(
-    fake_gateway: TestClient, fake: FakeProvider, clock: Clock
-) -> None:  # type: ignore[type-arg]
+async def test_token_without_exp_is_refused(fake_gateway: Client, fake: FakeProvider, clock: Clock) -> None:
     """A correctly signed token with no exp: it would be valid for ever."""
     await accepted(fake_gateway, mint(RSA, claims_for(fake.issuer, clock)))
     await refused(fake_gateway, mint(RSA, claims_for(fake.issuer, clock, exp=None, jti="no-exp")))
@@ -278,10 +273,10 @@ async def test_token_without_exp_is_refused(
     ["https://evil.example.com", "{issuer}/", "{issuer}/realms/other", "{upper}", None],
 )
 async def test_token_with_wrong_issuer_is_refused(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
     clock: Clock,
-    iss: str | None,  # type: ignore[type-arg]
+    iss: str | None,
 ) -> None:
     """A correctly signed token naming another issuer (or a look-alike spelling, or none)."""
     value = iss.format(issuer=fake.issuer, upper=fake.issuer.upper()) if iss else None
@@ -290,19 +285,19 @@ async def test_token_with_wrong_issuer_is_refused(
 
 @pytest.mark.parametrize("aud", ["other", ["other", "more"], "API", "", None, ["api-x"]])
 async def test_token_with_wrong_audience_is_refused(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
     clock: Clock,
-    aud: Any,  # type: ignore[type-arg]
+    aud: Any,
 ) -> None:
     """A correctly signed token for another audience (a different case, a prefix, none at all)."""
     await refused(fake_gateway, mint(RSA, claims_for(fake.issuer, clock, aud=aud, jti="x")))
 
 
 async def test_unknown_kid_flood_does_not_refetch_the_jwks_each_time(
-    fake_gateway: TestClient,
+    fake_gateway: Client,
     fake: FakeProvider,
-    clock: Clock,  # type: ignore[type-arg]
+    clock: Clock,
 ) -> None:
     """Many tokens with random kids: each unknown kid must not make the gateway refetch the JWKS."""
     attacker = ECKey.generate_key("P-256")
@@ -335,12 +330,14 @@ async def test_cached_introspection_still_fails_another_routes_scope(
     """A token cached as valid on a read route must not pass a write route that needs another scope."""
     tokens = await idp.obtain_tokens("alice", READ, extra={"resource": idp.resource_indicator})
     routes = [
-        route("read", "/api", upstream, validate="introspection", audience=idp.resource, scopes=["api:read"]),
-        route(
+        bearer_route(
+            "read", "/api", upstream, validate="introspection", audience=idp.resource, scopes=["api:read"]
+        ),
+        bearer_route(
             "write", "/write", upstream, validate="introspection", audience=idp.resource, scopes=["api:write"]
         ),
     ]
-    client = await ready(await make_gateway(gateway_config(idp.issuer, routes)))
+    client = await ready(await make_gateway(issuer_config(idp.issuer, routes)))
     idp.reset_counters()
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert (await client.get("/api/x", headers=auth)).status == 200

@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.config import parse_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ConfigProblem
 from gateway.web.runtime import build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ def judge(text: str) -> None:
     try:
         cfg = parse_config(text, env=ENV)
     except ConfigError as exc:
-        problems = exc.problems
+        problems: tuple[ConfigProblem, ...] | None = exc.problems
     else:
         problems = None
     if problems is not None:
@@ -44,7 +44,7 @@ def judge(text: str) -> None:
             assert problem.line is None or problem.line >= 1
         return
     # Accepted: it must also compile (the runtime is what `run` builds first; no I/O happens here).
-    build_runtime(cfg, http=None)  # type: ignore[arg-type]
+    build_runtime(cfg, http=None)  # type: ignore[arg-type]  # compiling only: no request is ever made
 
 
 scalars = st.one_of(

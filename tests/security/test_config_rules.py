@@ -12,7 +12,8 @@ import yaml
 from gateway.config import parse_config
 from gateway.config.trust import is_loopback_url
 from gateway.errors import ConfigError
-from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, provider_config, running
+from tests.support.configs import provider_config
+from tests.support.oidc_fakes import FakeProvider, Reply, provider_client, running
 
 KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
 

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from joserfc import jws
 from joserfc.jwk import OctKey
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.integration.test_dpop import ready
-from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, dpop_config, headers, plain_tokens
+from tests.support.clients import Client
+from tests.support.configs import dpop_config
+from tests.support.dpop import PUBLIC_URL, DPoPKey, bound_tokens, headers, plain_tokens
 from tests.support.upstream import Upstream
 
 URL = PUBLIC_URL + "/api/x"
@@ -24,7 +25,7 @@ URL = PUBLIC_URL + "/api/x"
 
 @dataclass
 class Setup:
-    client: TestClient  # type: ignore[type-arg]
+    client: Client
     upstream: Upstream
     key: DPoPKey
     token: str

@@ -12,21 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.support.oidc_fakes import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    Clock,
-    FakeProvider,
-    claims_for,
-    mint,
-    public_jwk,
-    running,
-    signing_key,
-)
+from tests.support.clients import Client
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import Clock, FakeProvider, claims_for, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 
 KEY = signing_key("RSA")
@@ -39,7 +30,7 @@ async def fake() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture
-async def gateway(make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream) -> TestClient:  # type: ignore[type-arg]
+async def gateway(make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream) -> Client:
     cfg = {
         "providers": {
             "main": {"issuer": fake.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
@@ -62,7 +53,7 @@ def token(fake: FakeProvider, **claims: Any) -> str:
     return mint(KEY, claims_for(fake.issuer, Clock(), **claims))
 
 
-async def call(gateway: TestClient, bearer: str) -> int:  # type: ignore[type-arg]
+async def call(gateway: Client, bearer: str) -> int:
     resp = await gateway.get("/api/x", headers={"Authorization": f"Bearer {bearer}"})
     return resp.status
 
@@ -87,7 +78,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("attack", "claims"), HOSTILE, ids=[a for a, _ in HOSTILE])
 async def test_unsafe_claim_refused_not_500(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     fake: FakeProvider,
     upstream: Upstream,
     attack: str,
@@ -100,7 +91,7 @@ async def test_unsafe_claim_refused_not_500(
 
 
 async def test_clean_claims_reach_the_upstream(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     fake: FakeProvider,
     upstream: Upstream,
 ) -> None:
@@ -114,7 +105,7 @@ async def test_clean_claims_reach_the_upstream(
 
 
 async def test_refusal_names_the_token_not_the_claim(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     fake: FakeProvider,
 ) -> None:
     """The 401 is RFC 6750 invalid_token and does not echo the hostile value back."""

@@ -8,12 +8,13 @@ import json
 from collections.abc import Awaitable, Callable
 
 import pytest
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
-from tests.security.support import assert_nothing_from_upstream, bearer_config, ready
+from tests.security.support import assert_nothing_from_upstream, ready
+from tests.support.clients import Client
+from tests.support.configs import bearer_config
 from tests.support.upstream import Upstream
 
 PROBES = [
@@ -29,7 +30,7 @@ PROBES = [
     "",
 ]
 HEALTH_PATHS = ["/healthz", "/readyz", "/livez", "/metrics", "/health", "/ping", "/status", "/-/healthy"]
-AdminFor = Callable[[TestClient], Awaitable[TestClient]]  # type: ignore[type-arg]
+AdminFor = Callable[[Client], Awaitable[Client]]
 
 
 def _gateway_generated(body: str) -> bool:

@@ -17,13 +17,13 @@ XHR = {"Accept": "application/json", "Sec-Fetch-Mode": "cors"}
 
 
 def _store(setup: LoginSetup) -> SessionStore:
-    store = setup.client.app[RUNTIME].current.store  # type: ignore[index]
+    store = setup.client.app[RUNTIME].current.store
     assert store is not None
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 def cookie_name(setup: LoginSetup) -> str:
-    return str(setup.client.app[RUNTIME].current.cookies.name)  # type: ignore[index]
+    return str(setup.client.app[RUNTIME].current.cookies.name)
 
 
 async def new_session(setup: LoginSetup, subject: str) -> str:

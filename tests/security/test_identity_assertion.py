@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import ECKey, KeySet
@@ -23,7 +22,9 @@ from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.logs import ACCESS_LOGGER
 from tests.support.assertion import documented_example, new_signing_pem
-from tests.support.bearer import gateway_config, ready, route
+from tests.support.bearer import ready
+from tests.support.clients import Client
+from tests.support.configs import bearer_route, issuer_config
 from tests.support.logs import access_lines
 from tests.support.oidc_fakes import Clock, FakeProvider, claims_for, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
@@ -44,7 +45,7 @@ def config(
     fake: FakeProvider, upstream: Upstream, *, signing_key: str | None = SIGNING_PEM
 ) -> dict[str, Any]:
     identity = {"claim_headers": CLAIM_HEADERS, "identity_jwt": signing_key is not None}
-    cfg = gateway_config(
+    cfg = issuer_config(
         fake.issuer,
         [
             {
@@ -53,8 +54,8 @@ def config(
                 "upstream": upstream.url,
                 "auth": {"mode": "public"},
             },
-            route("api", "/api", upstream, audience="api", **identity),
-            route("plain", "/plain", upstream, audience="api"),
+            bearer_route("api", "/api", upstream, audience="api", **identity),
+            bearer_route("plain", "/plain", upstream, audience="api"),
             {
                 "name": "verdict-only",
                 "match": {"path_prefix": "/fa"},
@@ -69,7 +70,7 @@ def config(
 
 
 @pytest.fixture
-async def gateway(aiohttp_client: Any, fake: FakeProvider, upstream: Upstream) -> TestClient:  # type: ignore[type-arg]
+async def gateway(aiohttp_client: Any, fake: FakeProvider, upstream: Upstream) -> Client:
     app = create_app(parse_config(yaml.safe_dump(config(fake, upstream)), env={}))
     return await ready(await aiohttp_client(app))
 
@@ -78,14 +79,14 @@ def token(fake: FakeProvider, **claims: Any) -> str:
     return mint(RSA, claims_for(fake.issuer, Clock(), **claims))
 
 
-async def published_keys(gateway: TestClient) -> KeySet:  # type: ignore[type-arg]
+async def published_keys(gateway: Client) -> KeySet:
     resp = await gateway.get("/oauth2/jwks.json")
     assert resp.status == 200
     assert resp.headers["Cache-Control"] == "public, max-age=300"
     return KeySet.import_key_set(await resp.json(content_type=None))
 
 
-async def verifying(gateway: TestClient, upstream: Upstream) -> None:  # type: ignore[type-arg]
+async def verifying(gateway: Client, upstream: Upstream) -> None:
     """The upstream verifies like the documented example, with the keys fetched from the gateway."""
     example = documented_example()
     keys = await published_keys(gateway)
@@ -104,7 +105,7 @@ SPOOFS = [
 
 
 async def test_a_real_upstream_verifies_the_assertion_with_the_published_keys(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     fake: FakeProvider,
 ) -> None:
@@ -125,7 +126,7 @@ async def test_a_real_upstream_verifies_the_assertion_with_the_published_keys(
 
 @pytest.mark.parametrize("path", ["/pub/x", "/plain/x", "/api/x"])
 async def test_spoofed_assertion_and_claim_headers_never_reach_the_upstream(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     fake: FakeProvider,
     path: str,
@@ -147,7 +148,7 @@ async def test_spoofed_assertion_and_claim_headers_never_reach_the_upstream(
 
 
 async def test_an_assertion_signed_by_another_key_fails_the_upstreams_check(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
 ) -> None:
     """An attacker's own ES256 assertion (right claims, wrong key) is not the gateway's."""
     keys = await published_keys(gateway)
@@ -161,7 +162,7 @@ async def test_an_assertion_signed_by_another_key_fails_the_upstreams_check(
 
 
 async def test_cr_lf_and_nul_in_claims_cannot_split_or_add_headers(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     fake: FakeProvider,
 ) -> None:
@@ -188,7 +189,7 @@ async def test_cr_lf_and_nul_in_claims_cannot_split_or_add_headers(
     ids=["comma-in-group", "object", "nested-list"],
 )
 async def test_claims_no_header_can_carry_are_refused_not_mangled(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     fake: FakeProvider,
     claims: dict[str, Any],
@@ -205,7 +206,7 @@ async def test_claims_no_header_can_carry_are_refused_not_mangled(
 
 
 async def test_absent_claims_send_no_header(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     fake: FakeProvider,
 ) -> None:
@@ -215,7 +216,7 @@ async def test_absent_claims_send_no_header(
 
 
 async def test_forward_auth_answers_carry_claim_headers_and_the_assertion(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     fake: FakeProvider,
 ) -> None:
@@ -243,7 +244,7 @@ async def test_forward_auth_answers_carry_claim_headers_and_the_assertion(
 
 
 async def test_forward_auth_refuses_an_unsafe_claim_with_403(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     fake: FakeProvider,
 ) -> None:
     """forward-auth answers only 200/401/403: an unsafe claim is 403 there too, never a 500."""

@@ -5,12 +5,13 @@ protected routes the upstream sees exactly the gateway's values, on public route
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import LoginFactory
-from tests.security.support import bearer_config, raw_request, ready, tokens_for
+from tests.security.support import raw_request, ready, tokens_for
+from tests.support.clients import Client
+from tests.support.configs import bearer_config
 from tests.support.upstream import Seen, Upstream
 
 SPELLINGS = [
@@ -48,7 +49,7 @@ def assert_only_the_gateways_identity(seen: Seen, subject: str = "alice") -> Non
     assert "mallory" not in repr(seen.headers)
 
 
-async def bearer_gateway(make_gateway: GatewayFactory, idp_jwt: IdP, upstream: Upstream) -> TestClient:  # type: ignore[type-arg]
+async def bearer_gateway(make_gateway: GatewayFactory, idp_jwt: IdP, upstream: Upstream) -> Client:
     return await ready(await make_gateway(bearer_config(idp_jwt, upstream)))
 
 

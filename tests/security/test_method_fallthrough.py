@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, running
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import FakeProvider, running
 from tests.support.upstream import Upstream
 
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import aiohttp
 import pytest
 
-from tests.fixtures.idp import IdP
+from devtools.idp import IdP
 from tests.fixtures.login import LoginFactory, LoginSetup, session_route
 from tests.support.upstream import Upstream
 

@@ -37,14 +37,16 @@ SAMPLE = [
 
 
 def _store(setup: LoginSetup) -> SessionStore:
-    store = setup.client.app[RUNTIME].current.store  # type: ignore[index]
+    store = setup.client.app[RUNTIME].current.store
     assert store is not None
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 def assert_same_origin(locations: list[str], base: str) -> None:
     resolved = whatwg_resolve(locations, base)
-    leaving = [(loc, url) for loc, url in zip(locations, resolved, strict=True) if url is None]
+    leaving: list[tuple[str, str | None]] = [
+        (loc, url) for loc, url in zip(locations, resolved, strict=True) if url is None
+    ]
     leaving += [
         (loc, url)
         for loc, url in zip(locations, resolved, strict=True)

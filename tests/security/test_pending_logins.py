@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import aiohttp
 import pytest
 
+from devtools.redis import RedisServer
 from gateway.web.state import RUNTIME
 from tests.fixtures.login import LoginFactory, LoginSetup, session_route
-from tests.fixtures.redis_server import RedisServer
 from tests.support.upstream import Upstream
 
 LIMIT = 5
@@ -101,7 +101,7 @@ async def test_tossed_login_cookies_with_odd_names_cannot_break_the_login(
 ) -> None:
     """Cookie tossing: cookies under the login prefix but not of the gateway's form (names aiohttp reads
     but cannot expire) are no pending logins: the login still answers 302, never a 500."""
-    prefix = setup.client.app[RUNTIME].current.cookies.login_prefix  # type: ignore[index]
+    prefix = setup.client.app[RUNTIME].current.cookies.login_prefix
     tossed = "; ".join(f"{prefix}({i}=1.x.y" for i in range(LIMIT + 2))
     url = f"{setup.url}/oauth2/login?rd=%2F"
     async with browser.get(url, headers={"Cookie": tossed}, allow_redirects=False) as resp:

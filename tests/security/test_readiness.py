@@ -13,21 +13,14 @@ from typing import Any
 
 import pytest
 
+from devtools.idp import IdP, IdPFactory
+from devtools.net import free_port
+from devtools.redis import RedisServer
 from gateway.oidc.introspection import SHARED_CACHE_BACKOFF
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.fixtures.idp import IdP, IdPFactory
-from tests.fixtures.redis_server import RedisServer
-from tests.support.net import free_port
-from tests.support.oidc_fakes import (
-    Clock,
-    FakeProvider,
-    Reply,
-    claims_for,
-    provider_client,
-    provider_config,
-    running,
-)
+from tests.support.configs import provider_config
+from tests.support.oidc_fakes import Clock, FakeProvider, Reply, claims_for, provider_client, running
 from tests.support.upstream import Upstream
 
 KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"

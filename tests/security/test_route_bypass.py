@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import PathRejected
 from gateway.routing import normalise_path
 from tests.fixtures.gateway import GatewayFactory, public_route
-from tests.support.oidc_fakes import CLIENT_ID, CLIENT_SECRET, FakeProvider, running
+from tests.support.clients import Client
+from tests.support.configs import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_fakes import FakeProvider, running
 from tests.support.paths import RAW_PATHS, UNDER_PUBLIC, lenient_upstream_view, under
 from tests.support.rawhttp import raw_request
 from tests.support.upstream import Upstream
@@ -51,7 +52,7 @@ def config(fake: FakeProvider, upstream: Upstream, **server: Any) -> dict[str, A
 
 
 @pytest.fixture
-async def gateway(make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream) -> TestClient:  # type: ignore[type-arg]
+async def gateway(make_gateway: GatewayFactory, fake: FakeProvider, upstream: Upstream) -> Client:
     return await make_gateway(config(fake, upstream))
 
 
@@ -88,7 +89,7 @@ REFUSED = [
 
 @pytest.mark.parametrize(("attack", "target"), REFUSED, ids=[a for a, _ in REFUSED])
 async def test_spelling_refused_before_routing(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     attack: str,
     target: str,
@@ -105,7 +106,7 @@ async def test_spelling_refused_before_routing(
     ids=["raw-utf8", "raw-control", "raw-del", "raw-high-byte"],
 )
 async def test_raw_non_ascii_and_control_bytes_refused(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     raw: bytes,
 ) -> None:
@@ -127,7 +128,7 @@ RESOLVED_TO_ADMIN = [
 
 @pytest.mark.parametrize(("attack", "target"), RESOLVED_TO_ADMIN, ids=[a for a, _ in RESOLVED_TO_ADMIN])
 async def test_resolved_spelling_is_judged_by_the_protected_route(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     attack: str,
     target: str,
@@ -139,7 +140,7 @@ async def test_resolved_spelling_is_judged_by_the_protected_route(
 
 
 async def test_query_cannot_change_the_route(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
 ) -> None:
     """`/public?/../admin/x`: a query that looks like a path is a query; the public upstream gets /public."""
@@ -150,7 +151,7 @@ async def test_query_cannot_change_the_route(
 
 
 async def test_encoded_question_mark_kept_when_it_changes_nothing(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
 ) -> None:
     """Control: `%3F` that no prefix could be cut to (`/wiki/What%3F`) is forwarded as spelled."""
@@ -160,7 +161,7 @@ async def test_encoded_question_mark_kept_when_it_changes_nothing(
 
 
 async def test_case_variant_of_protected_prefix_refused_by_default(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
 ) -> None:
     """`/ADMIN/x` with case-sensitive matching: an IIS-style upstream behind `/` would serve /admin/x."""
@@ -192,7 +193,7 @@ async def test_case_insensitive_paths_send_case_variants_to_the_protected_route(
 # Raw "?" and "#" end the path (their own tests above); here they stand for their encoded forms.
 @given(target=st.one_of(RAW_PATHS, UNDER_PUBLIC).map(lambda t: t.replace("?", "%3F").replace("#", "%23")))
 async def test_upstream_gets_exactly_the_authorised_path(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     target: str,
 ) -> None:

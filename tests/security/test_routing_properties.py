@@ -129,7 +129,8 @@ def oracle(routes: Routes, host: str | None, path: str, method: str) -> tuple[st
         return ("404", None)
     best = found[2]
     for i in best:
-        if routes[i][2] is None or method in routes[i][2]:
+        methods = routes[i][2]
+        if methods is None or method in methods:
             return ("route", i)
     return ("405", tuple(sorted({m for i in best for m in routes[i][2] or ()})))
 

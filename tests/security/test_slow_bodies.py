@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.support.net import free_port
+from devtools.net import free_port
 from tests.support.process import start_gateway
 from tests.support.upstream import Upstream
 

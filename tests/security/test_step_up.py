@@ -11,13 +11,13 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import aiohttp
 import yaml
 
+from devtools.idp import DEFAULT_ACCOUNT_CLAIMS
+from devtools.net import free_port
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import DEFAULT_ACCOUNT_CLAIMS
 from tests.fixtures.login import HTML, SESSION_KEY, LoginFactory, LoginSetup, ShiftedClock, session_route
 from tests.fixtures.step_up import ACR, MFA, follow_to_provider, query_of, step_up_routes
-from tests.support.net import free_port
 from tests.support.oidc_fakes import Clock, FakeProvider, Reply, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 

@@ -8,21 +8,22 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
+from devtools.net import free_port
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
 from tests.fixtures.login import HTML, LoginFactory
-from tests.security.support import assert_nothing_from_upstream, bearer_config, ready, tokens_for
-from tests.support.net import free_port
+from tests.security.support import assert_nothing_from_upstream, ready, tokens_for
+from tests.support.clients import Client
+from tests.support.configs import bearer_config
 from tests.support.upstream import Upstream
 
 XHR = {"Accept": "application/json", "Sec-Fetch-Mode": "cors"}
 
 
 async def refused(
-    http: TestClient | aiohttp.ClientSession,  # type: ignore[type-arg]
+    http: Client | aiohttp.ClientSession,
     upstream: Upstream,
     method: str,
     url: str,
@@ -106,7 +107,7 @@ async def test_session_store_down_answers_503_without_forwarding(login_setup: Lo
     """Fail-open attempt on a session route: Redis unreachable is 503, never a forwarded request."""
     setup = await login_setup(store="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with setup.browser() as browser:
-        cookie = {setup.client.app[RUNTIME].current.cookies.name: "x" * 43}  # type: ignore[index]
+        cookie = {setup.client.app[RUNTIME].current.cookies.name: "x" * 43}
         for headers in (HTML, XHR):
             resp = await refused(
                 browser, setup.upstream, "GET", setup.url + "/app/x", 503, headers=headers, cookies=cookie

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
 
+from devtools.idp import IdP
 from gateway.app import create_app
 from gateway.config import parse_config
 from tests.fixtures.gateway import GatewayFactory
-from tests.fixtures.idp import IdP
-from tests.security.support import bearer_config, ready, tokens_for
+from tests.security.support import ready, tokens_for
+from tests.support.clients import Client
+from tests.support.configs import bearer_config
 from tests.support.oidc_fakes import FakeProvider, Reply, mint, public_jwk, running, signing_key
 from tests.support.upstream import Upstream
 
@@ -38,9 +39,7 @@ def _claims(token: str) -> dict[str, Any]:
     return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
-async def assert_refused_unseen(
-    client: TestClient, upstream: Upstream, token: str, status: int = 401
-) -> None:  # type: ignore[type-arg]
+async def assert_refused_unseen(client: Client, upstream: Upstream, token: str, status: int = 401) -> None:
     before = len(upstream.seen)
     resp = await client.get("/api/x", headers={"Authorization": f"Bearer {token}"})
     body = await resp.text()

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from tests.fixtures.gateway import GatewayFactory, public_route
+from tests.support.clients import Client
 
 SESSION = "tokengate_session"
 
@@ -37,14 +38,14 @@ async def tossing_upstream() -> AsyncIterator[str]:
         await server.close()
 
 
-async def gateway(make_gateway: GatewayFactory, upstream: str, public_url: str | None = None) -> TestClient:  # type: ignore[type-arg]
+async def gateway(make_gateway: GatewayFactory, upstream: str, public_url: str | None = None) -> Client:
     cfg: dict[str, Any] = {"routes": [public_route("app", "/", upstream)]}
     if public_url:
         cfg["server"] = {"public_url": public_url}
     return await make_gateway(cfg)
 
 
-async def set_cookies(client: TestClient, values: list[str], size: int = 2) -> list[str]:  # type: ignore[type-arg]
+async def set_cookies(client: Client, values: list[str], size: int = 2) -> list[str]:
     resp = await client.get("/page", params=[("c", v) for v in values] + [("size", str(size))])
     assert resp.status == 200
     return resp.headers.getall("Set-Cookie", [])

@@ -5,9 +5,9 @@ open upstream WebSockets it could never use (or smuggle a request past a non-Web
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from tests.fixtures.gateway import GatewayFactory, public_route
+from tests.support.clients import Client
 from tests.support.rawhttp import raw_request
 from tests.support.upstream import Upstream
 
@@ -39,13 +39,13 @@ MALFORMED = [
 
 
 @pytest.fixture
-async def gateway(make_gateway: GatewayFactory, upstream: Upstream) -> TestClient:  # type: ignore[type-arg]
+async def gateway(make_gateway: GatewayFactory, upstream: Upstream) -> Client:
     return await make_gateway({"routes": [public_route("app", "/", upstream.url)]})
 
 
 @pytest.mark.parametrize(("attack", "method", "headers"), MALFORMED, ids=[m[0] for m in MALFORMED])
 async def test_malformed_upgrade_is_400_without_upstream(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
     attack: str,
     method: str,
@@ -58,7 +58,7 @@ async def test_malformed_upgrade_is_400_without_upstream(
 
 
 async def test_well_formed_upgrade_still_proxied(
-    gateway: TestClient,  # type: ignore[type-arg]
+    gateway: Client,
     upstream: Upstream,
 ) -> None:
     """Control: a correct handshake opens the upstream WebSocket and relays frames."""

@@ -10,14 +10,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from devtools.idp import DEFAULT_REDIRECT_URI, IdP, loopback_session
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.web.state import RUNTIME
-from tests.fixtures.idp import DEFAULT_REDIRECT_URI, IdP, loopback_session
-from tests.support.upstream import Upstream
+from tests.support.clients import Client
 
 SPA_REDIRECT = "http://127.0.0.1:8080/spa/callback"
 
@@ -36,36 +35,9 @@ def decode_part(token: str, index: int) -> dict[str, Any]:
     return result
 
 
-def route(name: str, prefix: str, upstream: Upstream, **auth: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "match": {"path_prefix": prefix},
-        "upstream": upstream.url,
-        "auth": {"mode": "bearer", "provider": "main", **auth},
-    }
-
-
-def gateway_config(issuer: str, routes: list[dict[str, Any]], **provider: Any) -> dict[str, Any]:
-    return {
-        "server": {"listen": "127.0.0.1:8080"},
-        "providers": {
-            "main": {
-                "issuer": issuer,
-                "client_id": "gw",
-                "client_secret": "gw-secret",
-                "introspection_client_id": "introspector",
-                "introspection_client_secret": "introspector-secret",
-                "timeout": "2s",
-                **provider,
-            }
-        },
-        "routes": routes,
-    }
-
-
 def without_audience(cfg: dict[str, Any]) -> dict[str, Any]:
     """The same config with every route's audience left out, as an operator might write it."""
-    bare = json.loads(json.dumps(cfg))
+    bare: dict[str, Any] = json.loads(json.dumps(cfg))
     for item in bare["routes"]:
         item["auth"].pop("audience", None)
     return bare
@@ -80,19 +52,19 @@ def audience_problems(cfg: dict[str, Any]) -> list[str]:
     return []
 
 
-async def ready(client: TestClient) -> TestClient:  # type: ignore[type-arg]
-    for provider in client.app[RUNTIME].current.providers.values():  # type: ignore[index]
+async def ready(client: Client) -> Client:
+    for provider in client.app[RUNTIME].current.providers.values():
         assert await provider.wait_ready(10)
     return client
 
 
-async def refused(client: TestClient, token: str, path: str = "/api/x") -> None:  # type: ignore[type-arg]
+async def refused(client: Client, token: str, path: str = "/api/x") -> None:
     resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 401, (resp.status, await resp.text())
     assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
 
 
-async def accepted(client: TestClient, token: str, path: str = "/api/x") -> None:  # type: ignore[type-arg]
+async def accepted(client: Client, token: str, path: str = "/api/x") -> None:
     resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 200, (resp.status, await resp.text())
 

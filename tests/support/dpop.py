@@ -13,13 +13,12 @@ import aiohttp
 from joserfc import jws
 from joserfc.jwk import ECKey
 
+from devtools.idp import IdP, basic_auth
 from gateway.oidc.dpop import access_token_hash
-from tests.fixtures.idp import IdP, basic_auth
-from tests.support.upstream import Upstream
+from tests.support.configs import DPOP_PUBLIC_URL
 
-PUBLIC_URL = "https://api.example.test"
+PUBLIC_URL = DPOP_PUBLIC_URL
 READ = "openid profile email api:read"
-ENCRYPTION_KEY = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
 
 
 @dataclass
@@ -91,53 +90,3 @@ async def plain_tokens(idp: IdP, login: str = "alice") -> dict[str, Any]:
     opaque = idp.settings.access_token_format == "opaque"
     extra = {"resource": idp.resource_indicator} if opaque else None
     return await idp.obtain_tokens(login, READ, extra=extra)
-
-
-def dpop_config(
-    idp: IdP,
-    upstream: Upstream,
-    validate: str,
-    *,
-    redis_url: str | None = None,
-    server: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Routes /api (dpop: allowed, the default), /strict (required) and /legacy (off)."""
-    provider = {
-        "issuer": idp.issuer,
-        "client_id": idp.client_id,
-        "client_secret": idp.client_secret,
-        "introspection_client_id": idp.introspection_client_id,
-        "introspection_client_secret": idp.introspection_client_secret,
-        "timeout": "2s",
-    }
-    auth = {
-        "mode": "bearer",
-        "provider": "main",
-        "validate": validate,
-        "audience": "api",
-        "scopes": ["api:read"],
-    }
-    routes = [
-        {"name": "api", "match": {"path_prefix": "/api"}, "upstream": upstream.url, "auth": auth},
-        {
-            "name": "strict",
-            "match": {"path_prefix": "/strict"},
-            "upstream": upstream.url,
-            "auth": {**auth, "dpop": "required"},
-        },
-        {
-            "name": "legacy",
-            "match": {"path_prefix": "/legacy"},
-            "upstream": upstream.url,
-            "auth": {**auth, "dpop": "off"},
-        },
-    ]
-    cfg: dict[str, Any] = {
-        "server": {"listen": "127.0.0.1:8080", "public_url": PUBLIC_URL, **(server or {})},
-        "providers": {"main": provider},
-        "routes": routes,
-        "sessions": {"store": "memory"},
-    }
-    if redis_url is not None:
-        cfg["sessions"] = {"store": "redis", "redis_url": redis_url, "encryption_key": ENCRYPTION_KEY}
-    return cfg

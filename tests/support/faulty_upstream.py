@@ -20,7 +20,7 @@ import struct
 from collections import Counter
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.net import free_port
+from devtools.net import free_port
 
 
 class FaultyUpstream:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.net import free_port, wait_for_port
+from devtools.net import free_port, wait_for_port
+from devtools.procs import Proc
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -41,7 +40,7 @@ http {{
 
 @dataclass
 class Nginx:
-    proc: subprocess.Popen[bytes]
+    proc: Proc
     port: int
     prefix: Path
 
@@ -58,13 +57,7 @@ class Nginx:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # fast shutdown
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.proc.stop(timeout=10)  # SIGTERM: nginx's fast shutdown
 
 
 def nginx_available() -> bool:
@@ -83,7 +76,7 @@ def start_nginx(tmp: Path, http_block: str, port: int | None = None) -> Nginx:
     conf.write_text(_MAIN.format(prefix=prefix, http=http_block.replace("{port}", str(port))))
     # -e: the error log before the config is read (otherwise /var/log/nginx/error.log).
     argv = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = Proc("nginx", argv, prefix / "stdout.log")
     handle = Nginx(proc, port, prefix)
     try:
         wait_for_port(port, timeout=10)

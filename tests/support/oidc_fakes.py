@@ -11,7 +11,6 @@ import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -24,9 +23,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from gateway.config.schema import ProviderConfig
 from gateway.oidc import ProviderClient
-
-CLIENT_ID = "gw"
-CLIENT_SECRET = "gw-secret"
+from tests.support.configs import CLIENT_ID
 
 
 class Clock:
@@ -161,19 +158,6 @@ async def running(fake: FakeProvider, port: int | None = None, path: str = "") -
         yield fake
     finally:
         await server.close()
-
-
-def provider_config(issuer: str, **overrides: Any) -> ProviderConfig:
-    values: dict[str, Any] = {
-        "issuer": issuer,
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "scopes": ["openid", "profile", "email", "offline_access"],
-        "timeout": timedelta(seconds=0.5),
-        "jwt_leeway": timedelta(seconds=30),
-    }
-    values.update(overrides)
-    return ProviderConfig.model_validate(values)
 
 
 @contextlib.asynccontextmanager

@@ -11,16 +11,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.net import free_port, wait_for_http
+from devtools.net import free_port, wait_for_http
+from devtools.procs import Proc
 
 
 @dataclass
 class GatewayProcess:
-    proc: subprocess.Popen[bytes]
+    process: Proc
     port: int
     admin_port: int
     config: Path
     log: Path
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        """The child itself, for tests that signal it or wait for its exit code."""
+        return self.process.popen
 
     @property
     def url(self) -> str:
@@ -39,14 +45,9 @@ class GatewayProcess:
         raise RuntimeError("no VmRSS line")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        code = self.process.stop(timeout, sig=sig)
+        assert code is not None  # stop() waits until the child is reaped
+        return code
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -64,13 +65,8 @@ def start_gateway(
     config = tmp / "gateway.yaml"
     config.write_text(config_text.replace("{port}", str(port)).replace("{admin_port}", str(admin_port)))
     log = tmp / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
+    argv = [sys.executable, "-m", "gateway", "run", "--config", str(config)]
+    proc = Proc("gateway", argv, log, env={**os.environ, **(env or {})})
     handle = GatewayProcess(proc, port, admin_port, config, log)
     try:
         wait_for_http(f"{handle.admin_url}/healthz", timeout=20)

@@ -18,7 +18,7 @@ class RawAnswer:
 
 
 async def raw_request(
-    port: int,
+    port: int | None,
     target: bytes | str,
     *,
     method: str = "GET",
@@ -26,6 +26,7 @@ async def raw_request(
     host: str = "127.0.0.1",
 ) -> RawAnswer:
     """Send ``METHOD target HTTP/1.1`` exactly as given, with ``Connection: close``; read the answer."""
+    assert port is not None, "the server under test is not listening yet"
     if isinstance(target, str):
         target = target.encode("latin-1")
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

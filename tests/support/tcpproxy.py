@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.support.net import free_port
+from devtools.net import free_port
 
 
 class TcpRelay:

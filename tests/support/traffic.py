@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,11 +37,11 @@ class Outcome:
 
 
 async def fetch(
-    session: aiohttp.ClientSession, method: str, url: str, **kwargs: object
+    session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
 ) -> tuple[int, dict[str, str], str]:
     async with session.request(
         method, url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT), **kwargs
-    ) as resp:  # type: ignore[arg-type]
+    ) as resp:
         return resp.status, dict(resp.headers), await resp.text()
 
 

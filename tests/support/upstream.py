@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.support.net import free_port
+from devtools.net import free_port
 
 
 @dataclass
@@ -44,6 +44,15 @@ class Upstream:
     # (docs/identity-assertion.md); the claims (or the error) land in ``verified``.
     verifier: Callable[[str], dict[str, Any]] | None = None
     verified: list[dict[str, Any] | Exception] = field(default_factory=list)
+    #: /slow requests that have arrived (and are being held): "a request in flight" without a sleep.
+    slow_arrived: int = 0
+    _slow_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    async def slow_in_flight(self, count: int = 1) -> None:
+        """Until ``count`` /slow requests have reached this upstream in all (each is then held open)."""
+        while self.slow_arrived < count:
+            self._slow_event.clear()
+            await self._slow_event.wait()
 
     @property
     def url(self) -> str:
@@ -123,6 +132,8 @@ async def _download(request: web.Request) -> web.StreamResponse:
 
 
 async def _slow(request: web.Request, up: Upstream) -> web.Response:
+    up.slow_arrived += 1
+    up._slow_event.set()
     try:
         await asyncio.sleep(float(request.query.get("seconds", "5")))
     except asyncio.CancelledError:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, KeySetSerialization
 
 from gateway.oidc.assertion import AssertionSigner, SigningKeyError, load_signing_key
 
@@ -48,7 +49,7 @@ def test_an_upstream_verifies_with_the_published_keys() -> None:
 
 def test_each_assertion_has_its_own_jti() -> None:
     s = signer()
-    keys = KeySet.import_key_set(s.jwks)
+    keys = KeySet.import_key_set(cast("KeySetSerialization", s.jwks))
     jtis = {
         jwt.decode(s.sign(issuer="i", audience="a", subject="alice", now=NOW), keys).claims["jti"]
         for _ in range(20)
@@ -59,7 +60,7 @@ def test_each_assertion_has_its_own_jti() -> None:
 def test_another_gateways_key_does_not_verify() -> None:
     token = signer().sign(issuer="i", audience="a", subject="alice", now=NOW)
     with pytest.raises(JoseError):
-        jwt.decode(token, KeySet.import_key_set(signer().jwks))
+        jwt.decode(token, KeySet.import_key_set(cast("KeySetSerialization", signer().jwks)))
 
 
 def test_keys_in_every_accepted_form() -> None:

@@ -124,7 +124,7 @@ def test_route_without_upstream_is_valid() -> None:
 
 
 def test_public_and_bearer_routes_on_other_hosts_need_no_cookie_domain() -> None:
-    routes = [
+    routes: list[dict[str, object]] = [
         session_route("a", "app.example.com"),
         {
             "name": "p",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, KeySetSerialization
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError
@@ -221,7 +221,9 @@ def test_assertion_claims_and_audience_is_the_upstream_origin() -> None:
     assert ident.jwks is not None
     ((name, token),) = ident.headers("api", ALICE)
     assert name == "X-Tokengate-Assertion"
-    claims = jwt.decode(token, KeySet.import_key_set(ident.jwks), algorithms=["ES256"]).claims
+    claims = jwt.decode(
+        token, KeySet.import_key_set(cast("KeySetSerialization", ident.jwks)), algorithms=["ES256"]
+    ).claims
     assert claims["aud"] == "http://orders:8080"
     assert claims["iss"] == "https://gw.example.com"
     assert (claims["sub"], claims["email"], claims["groups"]) == ("alice", "alice@example.com", ["admins"])
@@ -246,7 +248,7 @@ def test_new_groups_are_a_new_assertion_at_once() -> None:
     after = ident.headers("api", demoted)
     assert before != after
     assert ident.jwks is not None
-    claims = jwt.decode(after[0][1], KeySet.import_key_set(ident.jwks)).claims
+    claims = jwt.decode(after[0][1], KeySet.import_key_set(cast("KeySetSerialization", ident.jwks))).claims
     assert claims["groups"] == []
 
 
@@ -259,5 +261,8 @@ def test_previous_keys_are_published_but_never_sign() -> None:
     assert len(kids) == 2
     assert kids[0] == ident.signer.kid
     token = ident.headers("api", ALICE)[0][1]
-    assert jwt.decode(token, KeySet.import_key_set(ident.jwks)).header["kid"] == ident.signer.kid
+    assert (
+        jwt.decode(token, KeySet.import_key_set(cast("KeySetSerialization", ident.jwks))).header["kid"]
+        == ident.signer.kid
+    )
     assert all("d" not in k for k in ident.jwks["keys"])

@@ -111,7 +111,7 @@ async def test_endpoint_with_query_keeps_it(http: aiohttp.ClientSession) -> None
 
 
 def test_login_secrets() -> None:
-    seen = set()
+    seen: set[str] = set()
     for _ in range(50):
         state, verifier, nonce = new_login_secrets()
         for secret in (state, verifier, nonce):

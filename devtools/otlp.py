@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from tests.support.net import free_port
+from devtools.net import free_port
 
 SERVER = ProtoSpan.SpanKind.SPAN_KIND_SERVER
 CLIENT = ProtoSpan.SpanKind.SPAN_KIND_CLIENT
@@ -118,7 +118,7 @@ async def stop_receiver(receiver: OtlpReceiver) -> None:
 
 def span_tree(spans: list[ReceivedSpan]) -> str:
     """One trace as indented text: ``name [kind] key=value ...`` per span, children under parents."""
-    kinds = {SERVER: "server", CLIENT: "client"}
+    kinds: dict[int, str] = {SERVER: "server", CLIENT: "client"}
     by_parent: dict[str, list[ReceivedSpan]] = {}
     ids = {s.span_id for s in spans}
     for span in spans:
@@ -129,7 +129,7 @@ def span_tree(spans: list[ReceivedSpan]) -> str:
     def walk(parent: str, depth: int) -> None:
         for span in sorted(by_parent.get(parent, []), key=lambda s: s.start):
             shown = ", ".join(f"{k}={v}" for k, v in sorted(span.attributes.items()))
-            lines.append(f"{'  ' * depth}{span.name} [{kinds.get(span.kind, span.kind)}] {shown}")
+            lines.append(f"{'  ' * depth}{span.name} [{kinds.get(span.kind) or span.kind}] {shown}")
             walk(span.span_id, depth + 1)
 
     walk("", 0)
