@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import pytest
 
+from devtools.redis import RedisServer
 from gateway.errors import SessionStoreUnavailable
 from gateway.models import Session, TokenSet
 from gateway.sessions import RedisSessionStore, SessionCipher
 from gateway.sessions.layout import KeyLayout
-from tests.fixtures.redis_server import RedisServer
 from tests.support.tcpproxy import TcpRelay
 
 KEY = "F46lteVryFtxLJ6IigpjbNZVsbaWQdUdlZr2GjMEuxo"  # 32 bytes, base64url without padding
