@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+from gateway.authn.bearer import require_resource
 from gateway.config.resource import is_reserved_path, metadata_path
 from gateway.config.schema import GatewayConfig, RouteConfig
 from gateway.errors import GatewayError, InsufficientUserAuthentication, PathRejected
@@ -21,7 +22,6 @@ from gateway.models import Principal, StepUp
 from gateway.oidc.claims import build_principal
 from gateway.policy import RoutePolicy, evaluate
 from gateway.routing import Match, RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
-from gateway.web.resource_metadata import require_resource
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _requirements(route: RouteConfig, method: str) -> str:
 def _upstream_headers(out: Explanation, cfg: GatewayConfig, route: RouteConfig, principal: Principal) -> bool:
     """The "upstream:" block: identity headers, claim headers and the assertion's claims (DESIGN §4, §8);
     False when a claim cannot be carried (the gateway answers 403 then)."""
-    from gateway.web.identity import UnsafeClaim, describe
+    from gateway.runtime.identity import UnsafeClaim, describe
 
     try:
         headers = describe(cfg, route, principal)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.web.headers import TrustedProxies
+from gateway.runtime import TrustedProxies
 
 if TYPE_CHECKING:
     from gateway.web.middleware import RequestState

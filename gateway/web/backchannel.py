@@ -13,8 +13,8 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, DependencyUnavailable, MethodNotAllowed, NotFound
 from gateway.oidc import LogoutClaims, LogoutTokenError, ProviderClient
+from gateway.runtime import Runtime
 from gateway.sessions import EndedSession, SessionStore
-from gateway.web.runtime import Runtime
 from gateway.web.state import SESSION_SOCKETS
 
 _RUNNING: set[asyncio.Future[list[EndedSession]]] = set()  # strong references while shielded

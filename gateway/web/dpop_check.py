@@ -22,8 +22,8 @@ from gateway.errors import (
 )
 from gateway.models import Principal
 from gateway.oidc.dpop import PROOF_ALGORITHMS, DPoPError, verify_proof
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.sessions.replay import first_use
-from gateway.web.runtime import CompiledRoute, Runtime
 
 # RFC 9449 §7.1: token68 (RFC 9110 §11.2), the same alphabet as RFC 6750's b64token.
 _TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")

@@ -30,10 +30,10 @@ from gateway.errors import (
 from gateway.models import Principal
 from gateway.redirects import original_url
 from gateway.routing import normalise_path
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.web.handler import Original, decide, identity_pairs
 from gateway.web.middleware import STATE_KEY, RequestState
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
-from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_sockets import is_websocket_upgrade, origin_allowed
 from gateway.web.state import RUNTIME
 

@@ -18,6 +18,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway import metrics
+from gateway.authn.bearer import require_resource
+from gateway.config.resource import is_reserved_path
 from gateway.errors import (
     AccessDenied,
     AuthError,
@@ -30,14 +32,14 @@ from gateway.errors import (
 from gateway.models import Principal
 from gateway.policy import evaluate
 from gateway.redirects import login_location, original_url
-from gateway.routing import normalise_path, split_host, strip_segments
+from gateway.routing import is_reserved, normalise_path, split_host, strip_segments
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.web import dpop_check, oauth2
 from gateway.web.credentials import Credential, extract_bearer, has_query_token, header_token
 from gateway.web.headers import own_cookies, request_headers_for_upstream, wants_websocket
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
-from gateway.web.resource_metadata import is_reserved_path, metadata_answer, require_resource
-from gateway.web.runtime import CompiledRoute, Runtime
+from gateway.web.resource_metadata import metadata_answer
 from gateway.web.session_auth import SessionRefresher, session_principal
 from gateway.web.session_sockets import session_websocket
 from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
@@ -76,7 +78,7 @@ async def decide(
     path = normalise_path(original.raw_path)
     state.path = path
     state.query = original.query
-    if path == "/oauth2" or path.startswith("/oauth2/") or is_reserved_path(path):
+    if is_reserved(path):
         return Verdict(path, None)  # the gateway's own: /oauth2/ and RFC 9728 metadata, never proxied
     # 404, 405 (no method fall-through to a shorter prefix) or 400 (case-ambiguous): DESIGN §7.
     found = rt.routes.resolve(split_host(original.host), path, original.method)

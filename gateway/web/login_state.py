@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from gateway.runtime import Runtime
 from gateway.sessions import LoginState, SessionStore
-from gateway.web.runtime import Runtime
 
 LOGIN_TTL = 600.0
 #: Login attempts one browser may have pending; starting another expires the oldest (DESIGN §7). Each
@@ -95,10 +95,6 @@ async def take_bound(store: SessionStore, state: str, binding: Binding | None) -
     return taken
 
 
-def expire_cookie(response: web.StreamResponse, rt: Runtime, name: str) -> None:
-    response.del_cookie(name, path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
-
-
 async def make_room(
     request: web.Request, rt: Runtime, store: SessionStore, response: web.StreamResponse
 ) -> None:
@@ -108,7 +104,7 @@ async def make_room(
     excess = pending[: max(0, len(pending) - (MAX_PENDING - 1))]
     lookups = 0
     for binding in excess:
-        expire_cookie(response, rt, binding.name)
+        rt.cookies.clear(response, binding.name)
         # Bounded store work per request, whatever a hostile Cookie header holds; a key left behind
         # expires with LOGIN_TTL anyway.
         if binding.state is not None and lookups < MAX_PENDING:

@@ -28,11 +28,11 @@ from gateway.models import Session
 from gateway.oidc import ProviderClient, new_login_secrets
 from gateway.redirects import absolute_redirect
 from gateway.routing import safe_redirect_path
+from gateway.runtime import Runtime
 from gateway.sessions import LoginState, SessionStore
 from gateway.web import backchannel, login_state, step_up
 from gateway.web.identity import jwks_response
 from gateway.web.responses import html_page, json_error
-from gateway.web.runtime import Runtime
 from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
 from gateway.web.state import SESSION_SOCKETS
 
@@ -93,7 +93,7 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     provider = _provider_for(rt, _route_provider(rt, rd))
     state, verifier, nonce = new_login_secrets()
     secret = secrets.token_urlsafe(32)
-    use_nonce = "openid" in provider.cfg.scopes
+    use_nonce = provider.cfg.is_oidc
     now = rt.clock()
     wanted = await step_up.login_step_up(request, rt, provider, rd)  # RFC 9470 §4, for rd's route
     await store.save_login(
@@ -119,14 +119,11 @@ async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     )
     response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
     await login_state.make_room(request, rt, store, response)  # at most 5 pending per browser (DESIGN §7)
-    response.set_cookie(
-        login_state.cookie_name(rt, state),
+    rt.cookies.set(
+        response,
         login_state.cookie_value(int(now * 1000), state, secret),
         max_age=int(login_state.LOGIN_TTL),
-        path="/",
-        secure=rt.cookies.secure,
-        httponly=True,
-        samesite="Lax",
+        name=login_state.cookie_name(rt, state),
     )
     return response
 
@@ -201,17 +198,8 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
     session_id = await store.create(session)
     metrics.LOGINS.labels(provider.name, "success").inc()
     response = web.Response(status=302, headers={"Location": pending.rd, **_NO_STORE})
-    response.set_cookie(
-        rt.cookies.name,
-        session_id,
-        max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()),
-        domain=rt.cookies.domain,
-        path="/",
-        secure=rt.cookies.secure,
-        httponly=True,
-        samesite="Lax",
-    )
-    login_state.expire_cookie(response, rt, login_state.cookie_name(rt, state))
+    rt.cookies.set(response, session_id, max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()))
+    rt.cookies.clear(response, login_state.cookie_name(rt, state))
     return response
 
 
@@ -232,7 +220,7 @@ async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginStat
             )
         )
         sid = _text(claims.get("sid"))  # from the ID token only: back-channel logout finds it (§2.7)
-    elif "openid" in provider.cfg.scopes:
+    elif provider.cfg.is_oidc:
         raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
     id_claims = claims if tokens.id_token else None
     await step_up.hold_to_request(provider, pending, tokens, id_claims, rt.clock())  # before any session
@@ -311,14 +299,7 @@ async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
                 or "/"
             )
     response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
-    response.del_cookie(
-        rt.cookies.name,
-        domain=rt.cookies.domain,
-        path="/",
-        secure=rt.cookies.secure,
-        httponly=True,
-        samesite="Lax",
-    )
+    rt.cookies.clear(response)
     return response
 
 

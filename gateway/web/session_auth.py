@@ -19,8 +19,8 @@ from gateway import metrics
 from gateway.errors import GatewayError, LoginRequired, ProviderUnavailable
 from gateway.models import Principal, Session, TokenSet
 from gateway.oidc import ProviderClient, RefreshRejected
+from gateway.runtime import Runtime
 from gateway.sessions import SessionStore
-from gateway.web.runtime import Runtime
 
 log = logging.getLogger("tokengate.sessions")
 

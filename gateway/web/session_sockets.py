@@ -18,9 +18,9 @@ from yarl import URL
 
 from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
 from gateway.redirects import absolute_redirect
+from gateway.runtime import Runtime
 from gateway.sessions import SessionStore, session_key
 from gateway.web.headers import wants_websocket
-from gateway.web.runtime import Runtime
 from gateway.web.session_auth import session_id_from
 
 log = logging.getLogger("tokengate.sessions")

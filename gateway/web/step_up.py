@@ -19,8 +19,8 @@ from gateway.models import Principal, StepUp, TokenSet
 from gateway.oidc import ProviderClient
 from gateway.policy import step_up_needed
 from gateway.routing import split_host
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.sessions import LoginState
-from gateway.web.runtime import CompiledRoute, Runtime
 from gateway.web.session_auth import session_id_from
 
 log = logging.getLogger("tokengate.login")

@@ -15,6 +15,7 @@ from gateway.config import parse_config
 from gateway.errors import ConfigError, DPoPChallenge, InvalidDPoPProof, InvalidToken
 from gateway.explain import explain
 from gateway.oidc.dpop import PROOF_ALGORITHMS
+from gateway.runtime import TrustedProxies
 from gateway.web.dpop_check import (
     MARK_TTL,
     PROOF_LEEWAY,
@@ -23,7 +24,6 @@ from gateway.web.dpop_check import (
     explain_binding,
     target_url,
 )
-from gateway.web.headers import TrustedProxies
 from gateway.web.responses import www_authenticate
 from tests.support.dpop import DPoPKey
 
