@@ -260,8 +260,8 @@ def _dpop_admits(
     method: str,
     parts: SplitResult,
 ) -> bool:
-    """RFC 9449 as the route would apply it (web.dpop_check); False after writing the DENY verdict."""
-    from gateway.web.dpop_check import explain_binding
+    """RFC 9449 as the route would apply it (authn.dpop); False after writing the DENY verdict."""
+    from gateway.authn.dpop import explain_binding
 
     if parts.netloc != "_":
         url: str | None = f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"

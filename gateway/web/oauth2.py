@@ -7,15 +7,16 @@ minutes, single use, bound to the browser by a cookie named per attempt so paral
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import secrets
-from typing import Any
 
 from aiohttp import web
 
 from gateway import metrics
+from gateway.authn import login_state, step_up
+from gateway.authn.login import complete_login
+from gateway.authn.session import session_id_from
 from gateway.errors import (
     AccessDenied,
     GatewayError,
@@ -24,16 +25,14 @@ from gateway.errors import (
     NotFound,
     ProviderUnavailable,
 )
-from gateway.models import Session
 from gateway.oidc import ProviderClient, new_login_secrets
 from gateway.redirects import absolute_redirect
 from gateway.routing import safe_redirect_path
 from gateway.runtime import Runtime
 from gateway.sessions import LoginState, SessionStore
-from gateway.web import backchannel, login_state, step_up
+from gateway.web import backchannel
 from gateway.web.identity import jwks_response
 from gateway.web.responses import html_page, json_error
-from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
 from gateway.web.state import SESSION_SOCKETS
 
 log = logging.getLogger("tokengate.login")
@@ -187,7 +186,7 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
         metrics.LOGINS.labels(provider.name, "issuer_mismatch").inc()
         raise LoginFailed("The sign-in answer came from an unexpected issuer.")
     try:
-        session = await _new_session(rt, provider, pending, code_param)
+        session = await complete_login(rt, provider, pending, code_param)
     except GatewayError:
         metrics.LOGINS.labels(provider.name, "failed").inc()
         raise
@@ -201,60 +200,6 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
     rt.cookies.set(response, session_id, max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()))
     rt.cookies.clear(response, login_state.cookie_name(rt, state))
     return response
-
-
-async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginState, code: str) -> Session:
-    assert rt.redirect_uri is not None
-    tokens = await provider.exchange_code(
-        code=code, redirect_uri=rt.redirect_uri, code_verifier=pending.code_verifier
-    )
-    if tokens.scope is None:
-        # RFC 6749 §5.1: no scope in the answer means the scope requested was granted.
-        tokens = dataclasses.replace(tokens, scope=" ".join(provider.cfg.scopes))
-    claims: dict[str, Any] = {}
-    sid = None
-    if tokens.id_token:
-        claims = dict(
-            await provider.validate_id_token(
-                tokens.id_token, nonce=pending.nonce or None, access_token=tokens.access_token
-            )
-        )
-        sid = _text(claims.get("sid"))  # from the ID token only: back-channel logout finds it (§2.7)
-    elif provider.cfg.is_oidc:
-        raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
-    id_claims = claims if tokens.id_token else None
-    await step_up.hold_to_request(provider, pending, tokens, id_claims, rt.clock())  # before any session
-    if provider.metadata is not None and provider.metadata.userinfo:
-        try:
-            extra = await provider.userinfo(tokens.access_token)
-        except GatewayError as exc:
-            log.info("userinfo unavailable at login: %s", exc.detail or exc.code)
-            extra = {}
-        if not claims or extra.get("sub") == claims.get("sub"):
-            claims = {**extra, **claims}
-    if "sub" not in claims:
-        principal = await provider.verify_access_token(
-            tokens.access_token, validation="introspection", audience=None
-        )
-        claims = {**principal.claims, "sub": principal.subject}
-    now = rt.clock()
-    kept = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
-    kept.update(step_up.authentication_claims(id_claims or {}))  # the ID token's, never userinfo's
-    return Session(
-        subject=str(claims["sub"]),
-        provider=provider.name,
-        tokens=tokens,
-        claims=kept,
-        created_at=now,
-        expires_at=now + rt.cfg.sessions.absolute_timeout.total_seconds(),
-        email=_text(claims.get("email")),
-        name=_text(claims.get("name")),
-        sid=sid,
-    )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _same_origin(request: web.Request, rt: Runtime) -> bool:

@@ -16,12 +16,12 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from gateway.authn.session import session_id_from
 from gateway.errors import AccessDenied, LoginRequired, SessionStoreUnavailable
 from gateway.redirects import absolute_redirect
 from gateway.runtime import Runtime
 from gateway.sessions import SessionStore, session_key
 from gateway.web.headers import wants_websocket
-from gateway.web.session_auth import session_id_from
 
 log = logging.getLogger("tokengate.sessions")
 

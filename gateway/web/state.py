@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.authn.session import SessionRefresher
 from gateway.runtime import RuntimeHolder
-from gateway.web.session_auth import SessionRefresher
 from gateway.web.session_sockets import SessionSockets
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)

@@ -11,7 +11,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.errors import BadRequest
 from gateway.routing import normalise_path
 from gateway.web.forward_auth import original_request
-from gateway.web.handler import Original
+from gateway.authn.facts import Original
 
 
 def parse(pairs: list[tuple[str, str]]) -> tuple[Original, str | None]:
