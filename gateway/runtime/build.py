@@ -119,7 +119,7 @@ class Runtime:
         return None
 
 
-def _methods(route: RouteConfig) -> list[str] | None:
+def route_methods(route: RouteConfig) -> list[str] | None:
     """The route's methods; a route that lets CORS preflights through takes OPTIONS too."""
     methods = route.match.methods
     if methods is not None and route.auth.allow_preflight and "OPTIONS" not in methods:
@@ -166,7 +166,7 @@ def build_runtime(
     audience_warnings(cfg)
     table = RouteTable(
         (
-            RouteSpec(route, r.match.path_prefix, r.match.host, _methods(r))
+            RouteSpec(route, r.match.path_prefix, r.match.host, route_methods(r))
             for route, r in zip(compiled, cfg.routes, strict=True)
         ),
         case_insensitive=cfg.server.case_insensitive_paths,
