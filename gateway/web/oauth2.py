@@ -2,7 +2,7 @@
 
 The authorization code grant with PKCE (RFC 7636) and OIDC nonce; login state lives in the store for ten
 minutes, single use, bound to the browser by a cookie named per attempt so parallel tabs both work
-(gateway/web/login_state.py owns those attempts).
+(gateway/authn/login_state.py owns those attempts; gateway/authn/login.py completes a login).
 """
 
 from __future__ import annotations
