@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 from gateway.authn.facts import Original
 from gateway.authn.gate import admit, match
 from gateway.authn.identity import identity_pairs
+from gateway.authn.sockets import is_websocket_upgrade, origin_allowed
 from gateway.errors import (
     AccessDenied,
     AuthError,
@@ -36,7 +37,6 @@ from gateway.routing import is_reserved, normalise_path
 from gateway.runtime import CompiledRoute, Runtime
 from gateway.web.middleware import STATE_KEY, RequestState
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
-from gateway.web.session_sockets import is_websocket_upgrade, origin_allowed
 from gateway.web.state import REFRESHER, RUNTIME
 
 log = logging.getLogger("tokengate")

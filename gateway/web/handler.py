@@ -16,6 +16,7 @@ from yarl import URL
 from gateway.authn.facts import Original
 from gateway.authn.gate import admit, match
 from gateway.authn.identity import identity_pairs
+from gateway.authn.sockets import wants_websocket
 from gateway.config.resource import is_reserved_path
 from gateway.errors import LoginRequired
 from gateway.models import Principal
@@ -23,7 +24,7 @@ from gateway.redirects import login_location, original_url
 from gateway.routing import is_reserved, normalise_path, strip_segments
 from gateway.runtime import CompiledRoute, Runtime
 from gateway.web import oauth2
-from gateway.web.headers import own_cookies, request_headers_for_upstream, wants_websocket
+from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.middleware import STATE_KEY, RequestState, valid_request_id
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.resource_metadata import metadata_answer

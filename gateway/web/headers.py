@@ -59,14 +59,6 @@ ASSERTION = "x-tokengate-assertion"  # DESIGN §8: only the gateway signs it
 METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
-def wants_websocket(headers: Mapping[str, str]) -> bool:
-    """``Upgrade: websocket`` among the Upgrade tokens (RFC 9110 §7.8); most requests have no Upgrade."""
-    upgrade = headers.get("Upgrade")
-    if not upgrade:
-        return False
-    return any(t.strip().lower() == "websocket" for t in upgrade.split(","))
-
-
 def is_spoofed_identity(canonical: str) -> bool:
     """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count (the
     name given lower-cased with ``_`` as ``-``, see ``canonical_name``)."""

@@ -29,9 +29,9 @@ from gateway.oidc import ProviderClient, new_login_secrets
 from gateway.redirects import absolute_redirect
 from gateway.routing import safe_redirect_path
 from gateway.runtime import Runtime
+from gateway.runtime.identity import Identity
 from gateway.sessions import LoginState, SessionStore
 from gateway.web import backchannel
-from gateway.web.identity import jwks_response
 from gateway.web.responses import html_page, json_error
 from gateway.web.state import SESSION_SOCKETS
 
@@ -271,6 +271,21 @@ async def session_info(request: web.Request, rt: Runtime) -> web.StreamResponse:
         "expires_at": int(session.expires_at),
     }
     return web.json_response(body, headers=_NO_STORE)
+
+
+def jwks_response(identity: Identity | None) -> web.Response:
+    """``GET /oauth2/jwks.json``: the keys that verify X-Tokengate-Assertion; 404 without a key."""
+    if identity is None or identity.jwks is None:
+        return web.json_response(
+            {"error": "not_found", "error_description": "this gateway has no server.signing_key"},
+            status=404,
+        )
+    # Short enough that a rollover reaches upstreams within one assertion lifetime (5 min).
+    return web.json_response(
+        identity.jwks,
+        headers={"Cache-Control": "public, max-age=300"},
+        content_type="application/jwk-set+json",
+    )
 
 
 __all__ = ["dispatch"]

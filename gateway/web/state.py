@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.authn.session import SessionRefresher
+from gateway.authn.sockets import SessionSockets
 from gateway.runtime import RuntimeHolder
-from gateway.web.session_sockets import SessionSockets
 
 RUNTIME = web.AppKey("runtime", RuntimeHolder)
 REFRESHER = web.AppKey("refresher", SessionRefresher)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.authn.login_state import cookie_value, parse_binding
-from gateway.web.session_sockets import same_origin
+from gateway.authn.sockets import same_origin
 
 TOKEN = st.text(
     alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=64
