@@ -1,21 +1,88 @@
-"""Login completion, framework-free: a code grant's answer becomes a ``Session`` (OIDC Core §3.1.3), its
-claims merged from the ID token and userinfo the way a refresh later replaces them (authn.session)."""
+"""Logins, framework-free: where a login may send the browser back to, the start of a code grant (state,
+PKCE, nonce, the step-up it asks for) and its completion: the answer becomes a ``Session`` (OIDC Core
+§3.1.3), its claims merged from the ID token and userinfo as a refresh later replaces them."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.authn import step_up
+from gateway.authn import login_state, step_up
+from gateway.authn.facts import Connection
 from gateway.authn.session import TOKEN_CLAIMS
 from gateway.errors import GatewayError, LoginFailed
 from gateway.models import Session
-from gateway.oidc import ProviderClient
+from gateway.oidc import ProviderClient, new_login_secrets
+from gateway.redirects import absolute_redirect
+from gateway.routing import safe_redirect_path
 from gateway.runtime import Runtime
-from gateway.sessions import LoginState
+from gateway.sessions import LoginState, SessionStore
 
 log = logging.getLogger("tokengate.login")
+
+
+def redirect_target(rt: Runtime, raw: str | None) -> str:
+    """A same-origin path, or an absolute URL on an allowed host (DESIGN §8 several hosts)."""
+    public_url = rt.cfg.server.public_url
+    if public_url is not None and raw and not raw.startswith("/"):
+        allowed = rt.cfg.sessions.allowed_redirect_hosts
+        absolute = absolute_redirect(raw, public_url=public_url, allowed_hosts=allowed)
+        if absolute is not None:
+            return absolute
+    return safe_redirect_path(raw)
+
+
+def route_provider(rt: Runtime, rd: str) -> str | None:
+    """The provider of the session route that ``rd`` leads to, so multi-provider setups log in right."""
+    route = step_up.rd_route(rt, rd)
+    return route.provider.name if route is not None and route.provider is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A started login: where to send the browser, and the cookie that binds the attempt to it."""
+
+    location: str
+    cookie_name: str
+    cookie_value: str
+
+
+async def start_login(
+    request: Connection, rt: Runtime, store: SessionStore, provider: ProviderClient, rd: str
+) -> Attempt:
+    """New state, PKCE verifier (RFC 7636) and nonce, stored for ``LOGIN_TTL`` under the state."""
+    assert rt.redirect_uri is not None
+    state, verifier, nonce = new_login_secrets()
+    secret = secrets.token_urlsafe(32)
+    use_nonce = provider.cfg.is_oidc
+    now = rt.clock()
+    wanted = await step_up.login_step_up(request, rt, provider, rd)  # RFC 9470 §4, for rd's route
+    await store.save_login(
+        LoginState(
+            state=state,
+            code_verifier=verifier,
+            nonce=nonce if use_nonce else "",
+            rd=rd,
+            provider=provider.name,
+            created_at=now,
+            cookie_binding=login_state.digest(secret),
+            acr_values=wanted.acr_values if wanted else (),
+            max_age=wanted.max_age if wanted else None,
+        ),
+        login_state.LOGIN_TTL,
+    )
+    location = provider.authorization_url(
+        redirect_uri=rt.redirect_uri,
+        state=state,
+        code_verifier=verifier,
+        nonce=nonce if use_nonce else None,
+        login_params=wanted.params() if wanted else None,
+    )
+    value = login_state.cookie_value(int(now * 1000), state, secret)
+    return Attempt(location, login_state.cookie_name(rt, state), value)
 
 
 async def complete_login(rt: Runtime, provider: ProviderClient, pending: LoginState, code: str) -> Session:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 
 from aiohttp import web
 
 from gateway import metrics
-from gateway.authn import login_state, step_up
-from gateway.authn.login import complete_login
+from gateway.authn import login_state
+from gateway.authn.login import complete_login, redirect_target, route_provider, start_login
 from gateway.authn.session import session_id_from
 from gateway.errors import (
     AccessDenied,
@@ -25,12 +24,11 @@ from gateway.errors import (
     NotFound,
     ProviderUnavailable,
 )
-from gateway.oidc import ProviderClient, new_login_secrets
+from gateway.oidc import ProviderClient
 from gateway.redirects import absolute_redirect
-from gateway.routing import safe_redirect_path
 from gateway.runtime import Runtime
 from gateway.runtime.identity import Identity
-from gateway.sessions import LoginState, SessionStore
+from gateway.sessions import SessionStore
 from gateway.web import backchannel
 from gateway.web.responses import html_page, json_error
 from gateway.web.state import SESSION_SOCKETS
@@ -87,61 +85,15 @@ def _provider_for(rt: Runtime, name: str | None) -> ProviderClient:
 async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     """Start the code grant: new state, PKCE verifier and nonce, then 302 to the provider."""
     store = _store(rt)
-    assert rt.redirect_uri is not None
-    rd = _redirect_target(rt, request.query.get("rd"))
-    provider = _provider_for(rt, _route_provider(rt, rd))
-    state, verifier, nonce = new_login_secrets()
-    secret = secrets.token_urlsafe(32)
-    use_nonce = provider.cfg.is_oidc
-    now = rt.clock()
-    wanted = await step_up.login_step_up(request, rt, provider, rd)  # RFC 9470 §4, for rd's route
-    await store.save_login(
-        LoginState(
-            state=state,
-            code_verifier=verifier,
-            nonce=nonce if use_nonce else "",
-            rd=rd,
-            provider=provider.name,
-            created_at=now,
-            cookie_binding=login_state.digest(secret),
-            acr_values=wanted.acr_values if wanted else (),
-            max_age=wanted.max_age if wanted else None,
-        ),
-        login_state.LOGIN_TTL,
-    )
-    location = provider.authorization_url(
-        redirect_uri=rt.redirect_uri,
-        state=state,
-        code_verifier=verifier,
-        nonce=nonce if use_nonce else None,
-        login_params=wanted.params() if wanted else None,
-    )
-    response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
+    rd = redirect_target(rt, request.query.get("rd"))
+    provider = _provider_for(rt, route_provider(rt, rd))
+    attempt = await start_login(request, rt, store, provider, rd)
+    response = web.Response(status=302, headers={"Location": attempt.location, **_NO_STORE})
     await login_state.make_room(request, rt, store, response)  # at most 5 pending per browser (DESIGN §7)
     rt.cookies.set(
-        response,
-        login_state.cookie_value(int(now * 1000), state, secret),
-        max_age=int(login_state.LOGIN_TTL),
-        name=login_state.cookie_name(rt, state),
+        response, attempt.cookie_value, max_age=int(login_state.LOGIN_TTL), name=attempt.cookie_name
     )
     return response
-
-
-def _redirect_target(rt: Runtime, raw: str | None) -> str:
-    """A same-origin path, or an absolute URL on an allowed host (DESIGN §8 several hosts)."""
-    public_url = rt.cfg.server.public_url
-    if public_url is not None and raw and not raw.startswith("/"):
-        allowed = rt.cfg.sessions.allowed_redirect_hosts
-        absolute = absolute_redirect(raw, public_url=public_url, allowed_hosts=allowed)
-        if absolute is not None:
-            return absolute
-    return safe_redirect_path(raw)
-
-
-def _route_provider(rt: Runtime, rd: str) -> str | None:
-    """The provider of the session route that ``rd`` leads to, so multi-provider setups log in right."""
-    route = step_up.rd_route(rt, rd)
-    return route.provider.name if route is not None and route.provider is not None else None
 
 
 async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
