@@ -26,8 +26,9 @@ $(IDP_STAMP): tests/idp/package-lock.json
 	touch $@
 
 .PHONY: system-deps
-system-deps: ## Install redis-server, chromium and nginx (forward-auth tests) from Debian when missing
-	@bash .ci/system-deps redis-server chromium nginx
+system-deps: ## Install redis-server, chromium, nginx and Apache with its OAuth modules from Debian when missing
+	@# nginx: the forward-auth tests; apache2 + modules: the bench harness's own tests (tests/unit/test_bench_harness.py)
+	@bash .ci/system-deps redis-server chromium nginx apache2 mod_auth_openidc mod_oauth2
 
 .PHONY: setup
 setup: $(STAMP) $(IDP_STAMP) system-deps ## Create .venv, install the project, the test provider and system packages

@@ -24,7 +24,7 @@ from gateway.sessions.crypto import (
     session_key,
 )
 from gateway.sessions.layout import KeyLayout, decode_login, decode_session, encode_login, encode_session
-from gateway.sessions.store import EndedSession, LoginState
+from gateway.sessions.store import BeforeDelete, EndedSession, LoginState
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,8 @@ class KeyValueSessionStore(ABC):
         ``now`` (the key is deleted when nothing is left)."""
 
     @abstractmethod
-    async def _index_take(self, key: str, now: int) -> list[str]:
-        """Atomically read the members scored after ``now`` (ms) and delete the key."""
+    async def _index_members(self, key: str, now: int) -> list[str]:
+        """The members scored after ``now`` (ms); the set is left as it is."""
 
     @abstractmethod
     async def _ping(self) -> None: ...
@@ -214,24 +214,40 @@ class KeyValueSessionStore(ABC):
             for key in self._index_keys(session):
                 await self._index_update(key, now, entry, remove)
 
-    async def end_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> list[EndedSession]:
+    async def end_sessions(
+        self,
+        provider: str,
+        *,
+        sid: str | None,
+        sub: str | None,
+        before_delete: BeforeDelete | None = None,
+    ) -> list[EndedSession]:
         if sid:  # §2.7: a sid names one provider session; sub alone means every session of the user
             key = self._keys.sid_index(provider, sid)
         elif sub:
             key = self._keys.sub_index(provider, sub)
         else:
             raise ValueError("a logout names a sid or a sub")
+        now = epoch_ms(self._clock())
         async with self._guard("end_sessions"):
-            members = await self._index_take(key, epoch_ms(self._clock()))
+            members = await self._index_members(key, now)
         ended: list[EndedSession] = []
+        # Each step leaves what a failure after it needs: the index entry goes only after its session, and
+        # the session only after before_delete, so the provider's retry (after our 503) finishes the work.
         for hashed in members:
             session_key_name = self._keys.session_by_key(hashed)
             async with self._guard("end_sessions"):
-                blob = await self._get_del(session_key_name)
+                blob = await self._get(session_key_name)
             session = None if blob is None else self._open_session(session_key_name, blob)
             if session is None or session.provider != provider:
+                async with self._guard("end_sessions"):
+                    await self._index_update(key, now, None, hashed)  # names nothing here (any more)
                 continue
-            await self._index(session, remove=hashed)  # the other index (sub or sid) forgets it too
+            if before_delete is not None:
+                await before_delete(session)
+            async with self._guard("end_sessions"):
+                await self._delete(session_key_name)
+            await self._index(session, remove=hashed)  # both indexes (sub and sid) forget it
             ended.append(EndedSession(hashed, session))
         return ended
 

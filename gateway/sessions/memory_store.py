@@ -114,9 +114,8 @@ class MemorySessionStore(KeyValueSessionStore):
         self._sweep()
         self._entries[key] = _Entry(json.dumps(members).encode(), max(members.values()) / 1000)
 
-    async def _index_take(self, key: str, now: int) -> list[str]:
+    async def _index_members(self, key: str, now: int) -> list[str]:
         entry = self._live(key)
-        self._entries.pop(key, None)
         if entry is None:
             return []
         members: dict[str, int] = json.loads(entry.value)

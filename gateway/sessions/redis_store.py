@@ -48,11 +48,6 @@ local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] == nil then return redis.call('DEL', KEYS[1]) end
 return redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(top[2]) - now))
 """
-_INDEX_TAKE = """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
-redis.call('DEL', KEYS[1])
-return members
-"""
 
 
 def _as_bytes(value: bytes | str | None) -> bytes | None:
@@ -158,8 +153,8 @@ class RedisSessionStore(KeyValueSessionStore):
         member, score = add if add is not None else ("", 0)
         await self._redis.eval(_INDEX_UPDATE, 1, key, now, member, score, remove or "")
 
-    async def _index_take(self, key: str, now: int) -> list[str]:
-        members = await self._redis.eval(_INDEX_TAKE, 1, key, now)
+    async def _index_members(self, key: str, now: int) -> list[str]:
+        members = await self._redis.zrangebyscore(key, f"({now}", "+inf")
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members or ()]
 
     async def _ping(self) -> None:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -32,6 +33,11 @@ class EndedSession:
 
     key: str  # sha256 hex of the session id (``crypto.session_key``)
     session: Session
+
+
+BeforeDelete = Callable[[Session], Awaitable[None]]
+"""Run on each session a logout ends, before it is deleted (purging what outlives it): a failure there
+leaves the session for the logout's retry."""
 
 
 @runtime_checkable
@@ -113,9 +119,17 @@ class SessionStore(Protocol):
         """Undo ``first_use`` when the work it guarded failed, so the sender's retry is not a replay."""
         ...
 
-    async def end_sessions(self, provider: str, *, sid: str | None, sub: str | None) -> list[EndedSession]:
+    async def end_sessions(
+        self,
+        provider: str,
+        *,
+        sid: str | None,
+        sub: str | None,
+        before_delete: BeforeDelete | None = None,
+    ) -> list[EndedSession]:
         """Delete every session of the provider's ``sid`` (or, without one, of the subject ``sub``) and
-        return them; none is no error (the logout is idempotent, OIDC Back-Channel Logout §2.8)."""
+        return them; none is no error (the logout is idempotent, OIDC Back-Channel Logout §2.8). A failure
+        part-way leaves the sessions not yet deleted findable, so a retry ends them."""
 
     async def mark_once(self, key: str, ttl: float) -> bool:
         """Mark ``key`` (e.g. ``dpop:<hex>``) for ``ttl`` seconds: True for the first caller, False while

@@ -12,9 +12,11 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from gateway.errors import BadRequest, DependencyUnavailable, MethodNotAllowed, NotFound
+from gateway.models import Session
 from gateway.oidc import LogoutClaims, LogoutTokenError, ProviderClient
 from gateway.runtime import Runtime
 from gateway.sessions import EndedSession, SessionStore
+from gateway.sessions.store import BeforeDelete
 from gateway.web.state import SESSION_SOCKETS
 
 _RUNNING: set[asyncio.Future[list[EndedSession]]] = set()  # strong references while shielded
@@ -63,8 +65,11 @@ async def _end_sessions(
         fresh = await store.first_use(_REPLAY_KIND, issuer, claims.jti, provider.logout_token_window(claims))
         if not fresh:
             raise BadRequest("the logout token was already used", detail="logout token: jti replayed")
-        ended = await store.end_sessions(provider.name, sid=claims.sid, sub=claims.sub)
-        await _after_logout(request, provider, ended)
+        ended = await store.end_sessions(
+            provider.name, sid=claims.sid, sub=claims.sub, before_delete=_forget_tokens(provider)
+        )
+        # Open WebSockets here; other replicas' sockets see the store at their next check.
+        request.app[SESSION_SOCKETS].sessions_ended({e.key for e in ended})
     except DependencyUnavailable:
         # 503 + Retry-After: the provider retries the same token, which must not then look replayed
         # (also when the mark itself timed out after Redis had applied it).
@@ -76,12 +81,14 @@ async def _end_sessions(
     return ended
 
 
-async def _after_logout(request: web.Request, provider: ProviderClient, ended: list[EndedSession]) -> None:
-    """What outlives a deleted session: open WebSockets here (other replicas see the store at their next
-    check) and cached introspection answers of its access token, here and shared."""
-    request.app[SESSION_SOCKETS].sessions_ended({e.key for e in ended})
-    for item in ended:
-        await provider.forget_access_token(item.session.tokens.access_token)
+def _forget_tokens(provider: ProviderClient) -> BeforeDelete:
+    """What outlives a deleted session: the cached introspection answers of its access token, here and
+    shared. Purged before the session is deleted, so a logout retried after a failure still purges them."""
+
+    async def forget(session: Session) -> None:
+        await provider.forget_access_token(session.tokens.access_token)
+
+    return forget
 
 
 def _store(rt: Runtime) -> SessionStore:

@@ -40,6 +40,7 @@ PREFIX = "tg-test:"
 IDLE = 2.0  # seconds; the Redis stores wait for real. Long enough that a busy machine (the tiers run
 # in parallel) never idles a session out between two steps of a test that does not mean it to.
 SHORT = 1.0  # TTL of things meant to expire during a test (a stall between two marks stays inside it)
+LATER = 2.5  # a second expiry, a stall's width after PAST_SHORT
 PAST_SHORT = 1.5  # a wait comfortably beyond SHORT
 ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{43,}")
 
@@ -798,21 +799,21 @@ async def test_logout_and_delete_clean_the_index(backend: Backend) -> None:
 async def test_index_lives_as_long_as_its_latest_session_and_no_longer(backend: Backend) -> None:
     store = backend.open(idle_timeout=30)
     base = make_session(backend.clock)
-    await store.create(with_sid(replace(base, expires_at=backend.clock() + 0.3), "sid-A"))
-    await store.create(with_sid(replace(base, expires_at=backend.clock() + 0.6), "sid-B"))
+    await store.create(with_sid(replace(base, expires_at=backend.clock() + SHORT), "sid-A"))
+    await store.create(with_sid(replace(base, expires_at=backend.clock() + LATER), "sid-B"))
     stored = _index_keys(await backend.dump())
     sub_ttl = stored[KeyLayout(PREFIX).sub_index("main", "alice")][1]
     sid_a_ttl = stored[KeyLayout(PREFIX).sid_index("main", "sid-A")][1]
     assert sub_ttl is not None
     assert sid_a_ttl is not None
-    assert 0.3 < sub_ttl <= 0.6 + 0.002  # the later session's absolute expiry, never beyond it
-    assert sid_a_ttl <= 0.3 + 0.002
-    await backend.advance(0.4)
+    assert SHORT < sub_ttl <= LATER + 0.002  # the later session's absolute expiry, never beyond it
+    assert sid_a_ttl <= SHORT + 0.002
+    await backend.advance(PAST_SHORT)
     assert set(_index_keys(await backend.dump())) == {
         KeyLayout(PREFIX).sub_index("main", "alice"),
         KeyLayout(PREFIX).sid_index("main", "sid-B"),
     }
-    await backend.advance(0.3)
+    await backend.advance(LATER - PAST_SHORT + 0.5)
     assert _index_keys(await backend.dump()) == {}
 
 
