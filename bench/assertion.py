@@ -1,5 +1,5 @@
 """Cost of X-Tokengate-Assertion on the hot path (issue 14 item 5): one ES256 signature against a cache
-hit of gateway.web.identity.Identity, timed in-process with timeit (docs/identity-assertion.md)."""
+hit of gateway.runtime.identity.Identity, timed in-process with timeit (docs/identity-assertion.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import parse_config
 from gateway.models import Principal
-from gateway.web.identity import Identity
+from gateway.runtime.identity import Identity
 
 
 def identity(now: list[float]) -> Identity:

@@ -11,15 +11,15 @@ import aiohttp
 from aiohttp import web
 
 from gateway import tracing
+from gateway.authn.session import SessionRefresher
+from gateway.authn.sockets import DEFAULT_CHECK_INTERVAL, SessionSockets
 from gateway.config.schema import GatewayConfig
+from gateway.runtime import Runtime, RuntimeHolder, build_runtime
 from gateway.web.admin import admin_routes
 from gateway.web.forward_auth import verdict
 from gateway.web.handler import handle
 from gateway.web.middleware import MIDDLEWARES
-from gateway.web.runtime import Runtime, build_runtime
-from gateway.web.session_auth import SessionRefresher
-from gateway.web.session_sockets import DEFAULT_CHECK_INTERVAL, SessionSockets
-from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS, RuntimeHolder
+from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
 
 log = logging.getLogger("tokengate")
 

@@ -191,6 +191,7 @@ class LoginRequired(GatewayError):
     message = "a login session is required"
     login_url = ""  # set for a session route on another host: public_url's login (DESIGN §8)
     resource_metadata: str | None = None  # bearer_or_session routes with auth.resource (RFC 9728 §5.1)
+    return_to = ""  # the refused request's normalised path and raw query: where the login sends back
 
 
 class StepUpRequired(LoginRequired):

@@ -1,7 +1,8 @@
 """``tokengate explain``: why a request would be allowed or refused, without starting the gateway.
 
-It runs the gateway's own pieces (normalisation, the route table, the policy, and for a token the
-provider client) and prints each step, so its verdict is the gateway's verdict.
+It runs the gateway's own pieces (normalisation, the runtime's route table built by ``build_runtime``
+and never started, authn's ``decide``, and for a token the provider client) and prints each step, so
+its verdict is the gateway's verdict.
 """
 
 from __future__ import annotations
@@ -14,14 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
+import aiohttp
+
+from gateway.authn.bearer import require_resource
+from gateway.authn.decide import decide
 from gateway.config.resource import is_reserved_path, metadata_path
 from gateway.config.schema import GatewayConfig, RouteConfig
-from gateway.errors import GatewayError, InsufficientUserAuthentication, PathRejected
+from gateway.errors import (
+    GatewayError,
+    InsufficientUserAuthentication,
+    MethodNotAllowed,
+    NotFound,
+    PathRejected,
+    ProviderUnavailable,
+)
 from gateway.models import Principal, StepUp
+from gateway.oidc import ProviderClient
 from gateway.oidc.claims import build_principal
-from gateway.policy import RoutePolicy, evaluate
-from gateway.routing import Match, RouteSpec, RouteTable, normalise_path, prefix_segments, split_host
-from gateway.web.resource_metadata import require_resource
+from gateway.policy import RoutePolicy
+from gateway.routing import Match, RouteSpec, RouteTable, is_reserved, normalise_path, split_host
+from gateway.runtime import CompiledRoute, Runtime, build_runtime
+from gateway.runtime.build import route_methods
 
 
 @dataclass
@@ -52,22 +66,31 @@ def _describe_match(route: RouteConfig) -> str:
     return ", ".join(parts)
 
 
-def _miss_reason(route: RouteConfig, host: str | None, path: str, method: str) -> str | None:
-    """Why a route did not take the request (None when it would have, had a better one not won)."""
+def _miss_reason(
+    cfg: GatewayConfig, route: RouteConfig, host: str | None, path: str, method: str
+) -> str | None:
+    """Why a route did not take the request (None when it would have, had a better one not won): the
+    route alone in a table of its own, asked as the gateway asks its table."""
+    alone = RouteTable(
+        [RouteSpec(route.name, route.match.path_prefix, route.match.host, route_methods(route))],
+        case_insensitive=cfg.server.case_insensitive_paths,
+    )
     match = route.match
-    if match.host is not None and match.host.lower() != host:
-        return f"host is {host or '(none)'}, route wants {match.host}"
-    want = prefix_segments(match.path_prefix)
-    have = tuple(path.split("/")[1:])
-    if have[: len(want)] != want:
+    try:
+        alone.resolve(host, path, method)
+    except NotFound:
+        if match.host is not None and match.host.lower() != host:
+            return f"host is {host or '(none)'}, route wants {match.host}"
         return f"path is not under {match.path_prefix}"
-    if match.methods and method not in match.methods:
-        return f"method {method} not in {', '.join(match.methods)}"
+    except MethodNotAllowed:
+        return f"method {method} not in {', '.join(route_methods(route) or ())}"
+    except PathRejected as exc:
+        return exc.detail
     return None
 
 
 def _policy_requirements(route: RouteConfig, method: str) -> list[str]:
-    policy = RoutePolicy.from_config(route.auth)
+    policy = RoutePolicy.from_config(route.auth)  # what the compiled route holds (CompiledRoute.build)
     parts = []
     scopes = policy.required_scopes(method)
     parts.append("scopes " + (" ".join(scopes) if scopes else "(none)"))
@@ -96,7 +119,7 @@ def _requirements(route: RouteConfig, method: str) -> str:
 def _upstream_headers(out: Explanation, cfg: GatewayConfig, route: RouteConfig, principal: Principal) -> bool:
     """The "upstream:" block: identity headers, claim headers and the assertion's claims (DESIGN §4, §8);
     False when a claim cannot be carried (the gateway answers 403 then)."""
-    from gateway.web.identity import UnsafeClaim, describe
+    from gateway.runtime.identity import UnsafeClaim, describe
 
     try:
         headers = describe(cfg, route, principal)
@@ -111,10 +134,6 @@ def _upstream_headers(out: Explanation, cfg: GatewayConfig, route: RouteConfig, 
 
 async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Principal:
     """Verify a token exactly as the route would (JWKS or introspection at the real provider)."""
-    import aiohttp
-
-    from gateway.oidc import ProviderClient
-
     assert route.auth.provider is not None
     needs = frozenset({"jwks" if route.auth.validation == "jwt" else "introspection"})
     async with aiohttp.ClientSession() as http:
@@ -123,8 +142,6 @@ async def verify_token(cfg: GatewayConfig, route: RouteConfig, token: str) -> Pr
         try:
             timeout = cfg.providers[route.auth.provider].timeout.total_seconds() * 2
             if not await provider.wait_ready(timeout):
-                from gateway.errors import ProviderUnavailable
-
                 raise ProviderUnavailable(detail="provider metadata could not be loaded")
             principal = await provider.verify_access_token(
                 token, validation=route.auth.validation, audience=route.auth.audience
@@ -144,6 +161,37 @@ def explain(
     token: str | None = None,
     dpop: str | None = None,
 ) -> Explanation:
+    return asyncio.run(_explain(cfg, method, url, claims=claims, token=token, dpop=dpop))
+
+
+async def _explain(
+    cfg: GatewayConfig,
+    method: str,
+    url: str,
+    *,
+    claims: Mapping[str, Any] | None,
+    token: str | None,
+    dpop: str | None,
+) -> Explanation:
+    # The gateway's own runtime, never started: nothing is fetched, no store is contacted.
+    async with aiohttp.ClientSession() as http:
+        rt = build_runtime(cfg, http)
+        try:
+            return await _verdict(rt, method, url, claims=claims, token=token, dpop=dpop)
+        finally:
+            await rt.close()
+
+
+async def _verdict(
+    rt: Runtime,
+    method: str,
+    url: str,
+    *,
+    claims: Mapping[str, Any] | None,
+    token: str | None,
+    dpop: str | None,
+) -> Explanation:
+    cfg = rt.cfg
     out = Explanation()
     method = method.upper()
     parts = urlsplit(url if "://" in url else "http://_" + url)
@@ -156,37 +204,34 @@ def explain(
         out.add("verdict", "DENY (400 invalid_request)")
         return out
     out.add("normalised", path)
-    if is_reserved_path(path):
-        out.add("route", "(the gateway's RFC 9728 protected-resource metadata, never proxied)")
-        published = {metadata_path(r.auth.resource) for r in cfg.routes if r.auth.resource}
-        out.allowed = path.rstrip("/") in published
-        out.add("verdict", "ALLOW (served by the gateway)" if out.allowed else "DENY (404 not_found)")
-        return out
-    if path == "/oauth2" or path.startswith("/oauth2/"):
+    if is_reserved(path):
+        if is_reserved_path(path):
+            out.add("route", "(the gateway's RFC 9728 protected-resource metadata, never proxied)")
+            published = {metadata_path(r.auth.resource) for r in cfg.routes if r.auth.resource}
+            out.allowed = path.rstrip("/") in published
+            out.add("verdict", "ALLOW (served by the gateway)" if out.allowed else "DENY (404 not_found)")
+            return out
         out.add("route", "(the gateway's own /oauth2/ endpoints)")
         out.add("verdict", "ALLOW (served by the gateway)")
         out.allowed = True
         return out
-    table = RouteTable(
-        (RouteSpec(i, r.match.path_prefix, r.match.host, r.match.methods) for i, r in enumerate(cfg.routes)),
-        case_insensitive=cfg.server.case_insensitive_paths,
-    )
     refusal: GatewayError | None = None
     try:
-        found: Match[int] | None = table.resolve(host, path, method)
+        found: Match[CompiledRoute] | None = rt.routes.resolve(host, path, method)
     except GatewayError as exc:  # 404, 405 (no method fall-through) or 400 (case-ambiguous path)
         found, refusal = None, exc
-    for i, route in enumerate(cfg.routes):
-        if found is not None and i == found.value:
+    for route in cfg.routes:
+        if found is not None and route.name == found.value.name:
             continue
-        reason = _miss_reason(route, host, path, method) or "also matches, but a longer prefix won"
+        reason = _miss_reason(cfg, route, host, path, method) or "also matches, but a longer prefix won"
         out.add("not chosen", f"{route.name} ({_describe_match(route)}): {reason}")
     if found is None:
         out.add("route", "none matches" if refusal is None or refusal.status == 404 else refusal.detail)
         code = f"{refusal.status} {refusal.code}" if refusal is not None else "404 not_found"
         out.add("verdict", f"DENY ({code})")
         return out
-    route = cfg.routes[found.value]
+    compiled = found.value
+    route = next(r for r in cfg.routes if r.name == compiled.name)
     target = route.upstream or "no upstream (forward-auth only)"
     out.lines.insert(2, f"{'route:':<12} {route.name} ({_describe_match(route)}) -> {target}")
     auth = route.auth
@@ -196,7 +241,7 @@ def explain(
         out.allowed = True
         return out
     detail = f"{auth.mode}, provider {auth.provider}"
-    if auth.mode in ("bearer", "bearer_or_session"):
+    if auth.uses_bearer:
         detail += f", validate {auth.validation}"
         if auth.audience:
             detail += f", audience {auth.audience}"
@@ -209,7 +254,7 @@ def explain(
     principal: Principal | None = None
     if token is not None:
         try:
-            principal = asyncio.run(verify_token(cfg, route, token))
+            principal = await verify_token(cfg, route, token)
             out.add("token", f"valid ({auth.validation}): sub {principal.subject}")
         except GatewayError as exc:
             out.add("token", f"refused: {exc.detail or exc.public_message}")
@@ -226,10 +271,9 @@ def explain(
     if principal is None:
         out.add("verdict", "DENY (401: no credentials given; pass --claims JSON or --token TOKEN)")
         return out
-    bearer = auth.mode in ("bearer", "bearer_or_session")
-    if bearer and not _dpop_admits(out, cfg, route, principal, token, dpop, method, parts):
+    if auth.uses_bearer and not _dpop_admits(out, cfg, route, principal, token, dpop, method, parts):
         return out
-    decision = evaluate(RoutePolicy.from_config(auth), principal, method, now=time.time())
+    decision = decide(compiled, principal, method, now=time.time())  # the handler's own decide
     if decision.allowed:
         if not _upstream_headers(out, cfg, route, principal):
             return out
@@ -260,8 +304,8 @@ def _dpop_admits(
     method: str,
     parts: SplitResult,
 ) -> bool:
-    """RFC 9449 as the route would apply it (web.dpop_check); False after writing the DENY verdict."""
-    from gateway.web.dpop_check import explain_binding
+    """RFC 9449 as the route would apply it (authn.dpop); False after writing the DENY verdict."""
+    from gateway.authn.dpop import explain_binding
 
     if parts.netloc != "_":
         url: str | None = f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import quote, unquote
 
+from gateway.config.resource import is_reserved_path
 from gateway.errors import MethodNotAllowed, NotFound, PathRejected
 
 T = TypeVar("T")
@@ -132,6 +133,15 @@ def _check_utf8(data: bytearray) -> str:
         if any(ord(c) < 0x80 for c in unicodedata.normalize("NFKC", char)):
             raise PathRejected(detail="encoded character that compatibility-normalises to ASCII")
     return "".join(f"%{b:02X}" for b in data)
+
+
+OWN_PREFIX = "/oauth2"  # DESIGN §3: the gateway's own endpoints
+
+
+def is_reserved(path: str) -> bool:
+    """A normalised path the gateway answers itself and never proxies: ``/oauth2`` and everything under
+    it (DESIGN §3), and the RFC 9728 protected-resource metadata paths (§3.1)."""
+    return path == OWN_PREFIX or path.startswith(OWN_PREFIX + "/") or is_reserved_path(path)
 
 
 def split_host(host_header: str | None) -> str | None:

@@ -86,7 +86,7 @@ def host_problems(parts: ConfigParts) -> list[ConfigProblem]:
         )
     for i, route in parts.routes:
         host = route.match.host.lower().rstrip(".") if route.match.host else None
-        if host is None or route.auth.mode not in ("session", "bearer_or_session") or host == home:
+        if host is None or not route.auth.uses_session or host == home:
             continue
         if domain is None or not host_within(host, domain):
             where = f"within sessions.cookie_domain {domain!r}" if domain else "(no sessions.cookie_domain)"

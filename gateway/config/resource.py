@@ -16,8 +16,6 @@ if TYPE_CHECKING:
 #: RFC 9728 §3: the well-known suffix inserted between the host and the path of a resource identifier.
 WELL_KNOWN_PREFIX = "/.well-known/oauth-protected-resource"
 
-BEARER_MODES = ("bearer", "bearer_or_session")
-
 
 def check_resource_url(value: str) -> str:
     """RFC 9728 §1.2 / RFC 8707 §2: an absolute https URL without fragment (and, here, without query
@@ -87,7 +85,7 @@ def resource_problems(parts: ConfigParts) -> list[ConfigProblem]:
         except ValueError as exc:
             problems.append(ConfigProblem(f"{at}.auth.resource", str(exc)))
             continue
-        if auth.mode not in BEARER_MODES:
+        if not auth.uses_bearer:
             problems.append(
                 ConfigProblem(
                     f"{at}.auth.resource",

@@ -39,14 +39,11 @@ class ConfigParts:
 
     @property
     def uses_sessions(self) -> bool:
-        return any(r.auth.mode in ("session", "bearer_or_session") for _, r in self.routes)
+        return any(r.auth.uses_session for _, r in self.routes)
 
     @property
     def uses_introspection(self) -> bool:
-        return any(
-            r.auth.mode in ("bearer", "bearer_or_session") and r.auth.validation == "introspection"
-            for _, r in self.routes
-        )
+        return any(r.auth.uses_bearer and r.auth.validation == "introspection" for _, r in self.routes)
 
     @property
     def shares_introspection_cache(self) -> bool:

@@ -184,6 +184,11 @@ class ProviderConfig(_Model):
         None, description="CA bundle and client certificate (mTLS) for calls to this provider."
     )
 
+    @property
+    def is_oidc(self) -> bool:
+        """OpenID Connect (``openid`` in scopes): logins send a nonce and require a valid ID token."""
+        return "openid" in self.scopes
+
 
 class SessionsConfig(_Model):
     store: Literal["redis", "memory"] = Field(
@@ -266,10 +271,11 @@ class RequireConfig(_Model):
     )
 
 
+AuthMode = Literal["public", "bearer", "session", "bearer_or_session"]
+
+
 class AuthConfig(_Model):
-    mode: Literal["public", "bearer", "session", "bearer_or_session"] = Field(
-        description="public | bearer | session | bearer_or_session."
-    )
+    mode: AuthMode = Field(description="public | bearer | session | bearer_or_session.")
     provider: str | None = Field(None, description="Name of the provider under `providers`.")
     validation: Literal["introspection", "jwt"] = Field(
         "jwt",
@@ -320,6 +326,16 @@ class AuthConfig(_Model):
         False,
         description="Send `X-Tokengate-Assertion`, a JWT of the caller signed with server.signing_key.",
     )
+
+    @property
+    def uses_bearer(self) -> bool:
+        """Bearer tokens are accepted (``bearer``, ``bearer_or_session``)."""
+        return self.mode in ("bearer", "bearer_or_session")
+
+    @property
+    def uses_session(self) -> bool:
+        """Browser sessions are accepted (``session``, ``bearer_or_session``)."""
+        return self.mode in ("session", "bearer_or_session")
 
 
 class RouteConfig(_Model):

@@ -36,8 +36,8 @@ def step_up_problems(parts: ConfigParts) -> list[ConfigProblem]:
         auth = route.auth
         provider = parts.providers.get(auth.provider or "")
         wanted = auth.require.acr or auth.require.max_age is not None
-        browser = auth.mode in ("session", "bearer_or_session")
-        if wanted and browser and provider is not None and "openid" not in provider.scopes:
+        browser = auth.uses_session
+        if wanted and browser and provider is not None and not provider.is_oidc:
             problems.append(
                 ConfigProblem(
                     f"routes[{i}].auth.require",

@@ -45,7 +45,7 @@ def trust_problems(parts: ConfigParts) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     for i, route in parts.routes:
         auth = route.auth
-        if auth.mode in ("bearer", "bearer_or_session") and auth.audience is None:
+        if auth.uses_bearer and auth.audience is None:
             # With auth.resource both must be in aud (config/resource.py): usually the same value.
             hint = f"; with auth.resource usually {auth.resource!r} (aud holds both)" if auth.resource else ""
             problems.append(

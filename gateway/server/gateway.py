@@ -21,8 +21,8 @@ from gateway.config.schema import GatewayConfig, ServerConfig, split_listen
 from gateway.config.tls import load_server_cert, server_context
 from gateway.errors import ConfigError
 from gateway.logs import configure_logging, set_level
+from gateway.runtime import Runtime
 from gateway.server.listener import GatewayRunner, ListenerLimits
-from gateway.web.runtime import Runtime
 from gateway.web.state import RUNTIME
 
 log = logging.getLogger("tokengate")

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.runtime import TrustedProxies
 from gateway.web.context import RequestState
-from gateway.web.headers import TrustedProxies
 
 _MAX_HEADER_FIELD = 256  # Host and User-Agent in a log line or span: enough to read, bounded in size
 

@@ -14,9 +14,9 @@ from aiohttp import web
 from gateway.errors import BadRequest, DependencyUnavailable, MethodNotAllowed, NotFound
 from gateway.models import Session
 from gateway.oidc import LogoutClaims, LogoutTokenError, ProviderClient
+from gateway.runtime import Runtime
 from gateway.sessions import EndedSession, SessionStore
 from gateway.sessions.store import BeforeDelete
-from gateway.web.runtime import Runtime
 from gateway.web.state import SESSION_SOCKETS
 
 _RUNNING: set[asyncio.Future[list[EndedSession]]] = set()  # strong references while shielded

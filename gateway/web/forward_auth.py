@@ -17,6 +17,10 @@ from urllib.parse import quote
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from gateway.authn.facts import Original
+from gateway.authn.gate import admit, match
+from gateway.authn.identity import identity_pairs
+from gateway.authn.sockets import is_websocket_upgrade, origin_allowed
 from gateway.errors import (
     AccessDenied,
     AuthError,
@@ -29,13 +33,11 @@ from gateway.errors import (
 )
 from gateway.models import Principal
 from gateway.redirects import original_url
-from gateway.routing import normalise_path
+from gateway.routing import is_reserved, normalise_path
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.web.context import STATE_KEY, RequestState
-from gateway.web.handler import Original, decide, identity_pairs
 from gateway.web.responses import html_page, is_navigation, json_error, www_authenticate
-from gateway.web.runtime import CompiledRoute, Runtime
-from gateway.web.session_sockets import is_websocket_upgrade, origin_allowed
-from gateway.web.state import RUNTIME
+from gateway.web.state import REFRESHER, RUNTIME
 
 log = logging.getLogger("tokengate")
 
@@ -116,11 +118,19 @@ async def verdict(request: web.Request) -> web.StreamResponse:
     proto: str | None = None
     try:
         original, proto = original_request(request.headers)
-        decided = await decide(request, rt, state, original, proxied=False)
-        if decided.route is None:
+        path = normalise_path(original.raw_path)
+        state.path, state.query = path, original.query
+        if is_reserved(path):
             raise NotFound("the gateway's own /oauth2/ endpoints are not forward-auth targets")
+        route = match(rt, original, path, state, proxied=False).value
+        try:
+            principal, _ = await admit(
+                request, rt, route, original, request.app[REFRESHER], state, proxied=False
+            )
+        except LoginRequired as exc:
+            exc.return_to = path + ("?" + original.query if original.query else "")
+            raise
         headers = dict(_NO_STORE)
-        principal = decided.principal
         # DESIGN §7: the proxy upgrades on a 200, so the verdict checks a session WebSocket's Origin as
         # the proxy path does (cross-site WebSocket hijacking with the session cookie).
         cross_site_socket = (
@@ -131,12 +141,12 @@ async def verdict(request: web.Request) -> web.StreamResponse:
         )
         if cross_site_socket:
             raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not the gateway's")
-        if decided.principal is not None:
-            headers.update(identity_headers(decided.principal, decided.route, state))
+        if principal is not None:
+            headers.update(identity_headers(principal, route, state))
             if rt.identity is not None:
                 # claim_headers and X-Tokengate-Assertion; aud = the upstream's origin, or public_url's
                 # for routes without upstream (the service behind the proxy answers on that origin).
-                headers.update(rt.identity.headers(decided.route.name, decided.principal, state))
+                headers.update(rt.identity.headers(route.name, principal, state))
     except GatewayError as exc:  # also a claim no header can carry: 401/403 (DESIGN §7)
         if exc.detail:
             log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)
@@ -186,8 +196,7 @@ def _login_required(
     public_url = rt.cfg.server.public_url
     if public_url is None or original is None or original.host is None:
         return json_error(401, exc.code, exc.public_message)
-    path_qs = state.path + ("?" + state.query if state.query else "")
-    rd = original_url(public_url, original.host, path_qs, proto)
+    rd = original_url(public_url, original.host, exc.return_to, proto)
     login = f"{public_url}/oauth2/login?rd={quote(rd, safe='')}"
     headers = {LOGIN_HEADER: login}
     if original.method in ("GET", "HEAD") and is_navigation(request):

@@ -6,8 +6,7 @@ identity headers are dropped in every spelling; the gateway's own cookies never 
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,14 +59,6 @@ ASSERTION = "x-tokengate-assertion"  # DESIGN §8: only the gateway signs it
 METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 
 
-def wants_websocket(headers: Mapping[str, str]) -> bool:
-    """``Upgrade: websocket`` among the Upgrade tokens (RFC 9110 §7.8); most requests have no Upgrade."""
-    upgrade = headers.get("Upgrade")
-    if not upgrade:
-        return False
-    return any(t.strip().lower() == "websocket" for t in upgrade.split(","))
-
-
 def is_spoofed_identity(canonical: str) -> bool:
     """``X-Auth-Request-User``, ``x_auth_request_user``, ``X-AUTH_REQUEST-Email``... all count (the
     name given lower-cased with ``_`` as ``-``, see ``canonical_name``)."""
@@ -90,28 +81,6 @@ def connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     if not value:
         return frozenset()
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
-
-
-class TrustedProxies:
-    """Is a peer address inside ``server.trusted_proxies``? Answers are cached per address."""
-
-    def __init__(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
-        self._networks = tuple(networks)
-        self.contains = lru_cache(maxsize=4096)(self._contains)
-
-    def __bool__(self) -> bool:
-        return bool(self._networks)
-
-    def _contains(self, peer: str | None) -> bool:
-        if not peer or not self._networks:
-            return False
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self._networks)
 
 
 def cookie_key(name: str) -> str:

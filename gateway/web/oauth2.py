@@ -2,20 +2,20 @@
 
 The authorization code grant with PKCE (RFC 7636) and OIDC nonce; login state lives in the store for ten
 minutes, single use, bound to the browser by a cookie named per attempt so parallel tabs both work
-(gateway/web/login_state.py owns those attempts).
+(gateway/authn/login_state.py owns those attempts; gateway/authn/login.py completes a login).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
-import secrets
-from typing import Any
 
 from aiohttp import web
 
 from gateway import metrics
+from gateway.authn import login_state
+from gateway.authn.login import complete_login, redirect_target, route_provider, start_login
+from gateway.authn.session import session_id_from
 from gateway.errors import (
     AccessDenied,
     GatewayError,
@@ -24,16 +24,13 @@ from gateway.errors import (
     NotFound,
     ProviderUnavailable,
 )
-from gateway.models import Session
-from gateway.oidc import ProviderClient, new_login_secrets
+from gateway.oidc import ProviderClient
 from gateway.redirects import absolute_redirect
-from gateway.routing import safe_redirect_path
-from gateway.sessions import LoginState, SessionStore
-from gateway.web import backchannel, login_state, step_up
-from gateway.web.identity import jwks_response
+from gateway.runtime import Runtime
+from gateway.runtime.identity import Identity
+from gateway.sessions import SessionStore
+from gateway.web import backchannel
 from gateway.web.responses import html_page, json_error
-from gateway.web.runtime import Runtime
-from gateway.web.session_auth import TOKEN_CLAIMS, session_id_from
 from gateway.web.state import SESSION_SOCKETS
 
 log = logging.getLogger("tokengate.login")
@@ -88,64 +85,15 @@ def _provider_for(rt: Runtime, name: str | None) -> ProviderClient:
 async def login(request: web.Request, rt: Runtime) -> web.StreamResponse:
     """Start the code grant: new state, PKCE verifier and nonce, then 302 to the provider."""
     store = _store(rt)
-    assert rt.redirect_uri is not None
-    rd = _redirect_target(rt, request.query.get("rd"))
-    provider = _provider_for(rt, _route_provider(rt, rd))
-    state, verifier, nonce = new_login_secrets()
-    secret = secrets.token_urlsafe(32)
-    use_nonce = "openid" in provider.cfg.scopes
-    now = rt.clock()
-    wanted = await step_up.login_step_up(request, rt, provider, rd)  # RFC 9470 §4, for rd's route
-    await store.save_login(
-        LoginState(
-            state=state,
-            code_verifier=verifier,
-            nonce=nonce if use_nonce else "",
-            rd=rd,
-            provider=provider.name,
-            created_at=now,
-            cookie_binding=login_state.digest(secret),
-            acr_values=wanted.acr_values if wanted else (),
-            max_age=wanted.max_age if wanted else None,
-        ),
-        login_state.LOGIN_TTL,
-    )
-    location = provider.authorization_url(
-        redirect_uri=rt.redirect_uri,
-        state=state,
-        code_verifier=verifier,
-        nonce=nonce if use_nonce else None,
-        login_params=wanted.params() if wanted else None,
-    )
-    response = web.Response(status=302, headers={"Location": location, **_NO_STORE})
+    rd = redirect_target(rt, request.query.get("rd"))
+    provider = _provider_for(rt, route_provider(rt, rd))
+    attempt = await start_login(request, rt, store, provider, rd)
+    response = web.Response(status=302, headers={"Location": attempt.location, **_NO_STORE})
     await login_state.make_room(request, rt, store, response)  # at most 5 pending per browser (DESIGN §7)
-    response.set_cookie(
-        login_state.cookie_name(rt, state),
-        login_state.cookie_value(int(now * 1000), state, secret),
-        max_age=int(login_state.LOGIN_TTL),
-        path="/",
-        secure=rt.cookies.secure,
-        httponly=True,
-        samesite="Lax",
+    rt.cookies.set(
+        response, attempt.cookie_value, max_age=int(login_state.LOGIN_TTL), name=attempt.cookie_name
     )
     return response
-
-
-def _redirect_target(rt: Runtime, raw: str | None) -> str:
-    """A same-origin path, or an absolute URL on an allowed host (DESIGN §8 several hosts)."""
-    public_url = rt.cfg.server.public_url
-    if public_url is not None and raw and not raw.startswith("/"):
-        allowed = rt.cfg.sessions.allowed_redirect_hosts
-        absolute = absolute_redirect(raw, public_url=public_url, allowed_hosts=allowed)
-        if absolute is not None:
-            return absolute
-    return safe_redirect_path(raw)
-
-
-def _route_provider(rt: Runtime, rd: str) -> str | None:
-    """The provider of the session route that ``rd`` leads to, so multi-provider setups log in right."""
-    route = step_up.rd_route(rt, rd)
-    return route.provider.name if route is not None and route.provider is not None else None
 
 
 async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
@@ -190,7 +138,7 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
         metrics.LOGINS.labels(provider.name, "issuer_mismatch").inc()
         raise LoginFailed("The sign-in answer came from an unexpected issuer.")
     try:
-        session = await _new_session(rt, provider, pending, code_param)
+        session = await complete_login(rt, provider, pending, code_param)
     except GatewayError:
         metrics.LOGINS.labels(provider.name, "failed").inc()
         raise
@@ -201,72 +149,9 @@ async def callback(request: web.Request, rt: Runtime) -> web.StreamResponse:
     session_id = await store.create(session)
     metrics.LOGINS.labels(provider.name, "success").inc()
     response = web.Response(status=302, headers={"Location": pending.rd, **_NO_STORE})
-    response.set_cookie(
-        rt.cookies.name,
-        session_id,
-        max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()),
-        domain=rt.cookies.domain,
-        path="/",
-        secure=rt.cookies.secure,
-        httponly=True,
-        samesite="Lax",
-    )
-    login_state.expire_cookie(response, rt, login_state.cookie_name(rt, state))
+    rt.cookies.set(response, session_id, max_age=int(rt.cfg.sessions.absolute_timeout.total_seconds()))
+    rt.cookies.clear(response, login_state.cookie_name(rt, state))
     return response
-
-
-async def _new_session(rt: Runtime, provider: ProviderClient, pending: LoginState, code: str) -> Session:
-    assert rt.redirect_uri is not None
-    tokens = await provider.exchange_code(
-        code=code, redirect_uri=rt.redirect_uri, code_verifier=pending.code_verifier
-    )
-    if tokens.scope is None:
-        # RFC 6749 §5.1: no scope in the answer means the scope requested was granted.
-        tokens = dataclasses.replace(tokens, scope=" ".join(provider.cfg.scopes))
-    claims: dict[str, Any] = {}
-    sid = None
-    if tokens.id_token:
-        claims = dict(
-            await provider.validate_id_token(
-                tokens.id_token, nonce=pending.nonce or None, access_token=tokens.access_token
-            )
-        )
-        sid = _text(claims.get("sid"))  # from the ID token only: back-channel logout finds it (§2.7)
-    elif "openid" in provider.cfg.scopes:
-        raise LoginFailed("The identity provider sent no ID token.", detail="missing id_token")
-    id_claims = claims if tokens.id_token else None
-    await step_up.hold_to_request(provider, pending, tokens, id_claims, rt.clock())  # before any session
-    if provider.metadata is not None and provider.metadata.userinfo:
-        try:
-            extra = await provider.userinfo(tokens.access_token)
-        except GatewayError as exc:
-            log.info("userinfo unavailable at login: %s", exc.detail or exc.code)
-            extra = {}
-        if not claims or extra.get("sub") == claims.get("sub"):
-            claims = {**extra, **claims}
-    if "sub" not in claims:
-        principal = await provider.verify_access_token(
-            tokens.access_token, validation="introspection", audience=None
-        )
-        claims = {**principal.claims, "sub": principal.subject}
-    now = rt.clock()
-    kept = {k: v for k, v in claims.items() if k not in TOKEN_CLAIMS}
-    kept.update(step_up.authentication_claims(id_claims or {}))  # the ID token's, never userinfo's
-    return Session(
-        subject=str(claims["sub"]),
-        provider=provider.name,
-        tokens=tokens,
-        claims=kept,
-        created_at=now,
-        expires_at=now + rt.cfg.sessions.absolute_timeout.total_seconds(),
-        email=_text(claims.get("email")),
-        name=_text(claims.get("name")),
-        sid=sid,
-    )
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _same_origin(request: web.Request, rt: Runtime) -> bool:
@@ -311,14 +196,7 @@ async def logout(request: web.Request, rt: Runtime) -> web.StreamResponse:
                 or "/"
             )
     response = web.Response(status=303, headers={"Location": location, **_NO_STORE})
-    response.del_cookie(
-        rt.cookies.name,
-        domain=rt.cookies.domain,
-        path="/",
-        secure=rt.cookies.secure,
-        httponly=True,
-        samesite="Lax",
-    )
+    rt.cookies.clear(response)
     return response
 
 
@@ -345,6 +223,21 @@ async def session_info(request: web.Request, rt: Runtime) -> web.StreamResponse:
         "expires_at": int(session.expires_at),
     }
     return web.json_response(body, headers=_NO_STORE)
+
+
+def jwks_response(identity: Identity | None) -> web.Response:
+    """``GET /oauth2/jwks.json``: the keys that verify X-Tokengate-Assertion; 404 without a key."""
+    if identity is None or identity.jwks is None:
+        return web.json_response(
+            {"error": "not_found", "error_description": "this gateway has no server.signing_key"},
+            status=404,
+        )
+    # Short enough that a rollover reaches upstreams within one assertion lifetime (5 min).
+    return web.json_response(
+        identity.jwks,
+        headers={"Cache-Control": "public, max-age=300"},
+        content_type="application/jwk-set+json",
+    )
 
 
 __all__ = ["dispatch"]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gateway.config import parse_config
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.web.runtime import build_runtime
+from gateway.runtime import build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {

@@ -78,7 +78,7 @@ def test_bearer_route_without_audience_is_refused(mode: str, validate: str) -> N
 
 def test_audience_star_is_accepted_and_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """An operator who opts out of the audience check with "*" is told at start which route is open."""
-    from gateway.web.runtime import audience_warnings
+    from gateway.runtime.build import audience_warnings
 
     cfg = parse_config(config(auth={"audience": "*"}), env={})
     assert cfg.routes[1].auth.audience == "*"

@@ -14,11 +14,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.authn.credentials import extract_bearer, header_token
+from gateway.authn.session import session_id_from
 from gateway.errors import InvalidRequest
 from gateway.routing import safe_redirect_path
-from gateway.web.credentials import extract_bearer, header_token
 from gateway.web.headers import request_headers_for_upstream, strip_cookies
-from gateway.web.session_auth import session_id_from
 from tests.security.redirects import model_stays_on_origin
 
 B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from gateway.web.session_sockets import origin_allowed
+from gateway.authn.sockets import origin_allowed
 from tests.fixtures.login import LoginFactory, LoginSetup, ShiftedClock, session_route
 from tests.support.upstream import Upstream
 

@@ -11,11 +11,7 @@ from unittest import mock
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.config import parse_config
-from gateway.errors import ConfigError, DPoPChallenge, InvalidDPoPProof, InvalidToken
-from gateway.explain import explain
-from gateway.oidc.dpop import PROOF_ALGORITHMS
-from gateway.web.dpop_check import (
+from gateway.authn.dpop import (
     MARK_TTL,
     PROOF_LEEWAY,
     PROOF_WINDOW,
@@ -23,7 +19,11 @@ from gateway.web.dpop_check import (
     explain_binding,
     target_url,
 )
-from gateway.web.headers import TrustedProxies
+from gateway.config import parse_config
+from gateway.errors import ConfigError, DPoPChallenge, InvalidDPoPProof, InvalidToken
+from gateway.explain import explain
+from gateway.oidc.dpop import PROOF_ALGORITHMS
+from gateway.runtime import TrustedProxies
 from gateway.web.responses import www_authenticate
 from tests.support.dpop import DPoPKey
 

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.authn.facts import Original
 from gateway.errors import BadRequest
 from gateway.routing import normalise_path
 from gateway.web.forward_auth import original_request
-from gateway.web.handler import Original
 
 
 def parse(pairs: list[tuple[str, str]]) -> tuple[Original, str | None]:

@@ -19,7 +19,7 @@ from joserfc.jwk import ECKey, KeySet, KeySetSerialization
 from gateway.config import parse_config
 from gateway.errors import ConfigError
 from gateway.models import Principal
-from gateway.web.identity import Identity, UnsafeClaim, claim_header_value, claim_headers
+from gateway.runtime.identity import Identity, UnsafeClaim, claim_header_value, claim_headers
 
 NOW = 1_800_000_000.0
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.web.login_state import cookie_value, parse_binding
-from gateway.web.session_sockets import same_origin
+from gateway.authn.login_state import cookie_value, parse_binding
+from gateway.authn.sockets import same_origin
 
 TOKEN = st.text(
     alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=64

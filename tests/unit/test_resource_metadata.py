@@ -11,11 +11,12 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.authn.bearer import require_resource
 from gateway.config import parse_config
 from gateway.config.resource import check_resource_url, is_reserved_path, metadata_path, metadata_url
 from gateway.errors import ConfigError, InvalidToken
 from gateway.models import Principal
-from gateway.web.resource_metadata import choose_document, documents, require_resource
+from gateway.runtime.metadata import choose_document, documents
 
 RESOURCE = "https://mcp.example.com/mcp"
 

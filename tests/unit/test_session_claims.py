@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from gateway.authn.session import _ForeignIdToken, _with_fresh_claims
 from gateway.errors import LoginFailed, ProviderUnavailable
 from gateway.models import Session, TokenSet
-from gateway.web.session_auth import _ForeignIdToken, _with_fresh_claims
 
 
 class StandInProvider:

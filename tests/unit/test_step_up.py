@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from gateway.authn.step_up import LoginStepUp, authentication_claims, refusal
 from gateway.config import parse_config
 from gateway.config.schema import ProviderConfig
 from gateway.errors import ConfigError, InsufficientUserAuthentication, LoginRequired, StepUpRequired
@@ -22,7 +23,6 @@ from gateway.policy import RoutePolicy, StepUp, evaluate, step_up_needed
 from gateway.sessions import LoginState
 from gateway.sessions.layout import decode_login, encode_login
 from gateway.web.responses import www_authenticate
-from gateway.web.step_up import LoginStepUp, authentication_claims, refusal
 
 NOW = 1_800_000_000.0
 MFA = ("phr", "urn:example:mfa")

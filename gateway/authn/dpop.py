@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
+from gateway.authn.facts import Connection
 from gateway.errors import (
     DPoPChallenge,
     DPoPNotAccepted,
@@ -22,8 +21,8 @@ from gateway.errors import (
 )
 from gateway.models import Principal
 from gateway.oidc.dpop import PROOF_ALGORITHMS, DPoPError, verify_proof
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.sessions.replay import first_use
-from gateway.web.runtime import CompiledRoute, Runtime
 
 # RFC 9449 §7.1: token68 (RFC 9110 §11.2), the same alphabet as RFC 6750's b64token.
 _TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
@@ -77,13 +76,13 @@ def bound_jkt(claims: Mapping[str, Any]) -> str | None:
     return jkt
 
 
-def _one(request: web.Request, name: str) -> str | None:
+def _one(request: Connection, name: str) -> str | None:
     values = request.headers.getall(name, ())
     return values[0].strip() if len(values) == 1 else None
 
 
 class Target(Protocol):
-    """The request a proof must name (handler.Original)."""
+    """The request a proof must name (authn.facts.Original)."""
 
     @property
     def method(self) -> str: ...
@@ -96,7 +95,7 @@ class Target(Protocol):
 
 
 def target_url(
-    request: web.Request, rt: Runtime, route: CompiledRoute, target: Target, *, proxied: bool
+    request: Connection, rt: Runtime, route: CompiledRoute, target: Target, *, proxied: bool
 ) -> str:
     """The URL the client addressed, without query and fragment (§4.3 item 9). Forward-auth: the
     original request the proxy describes. Proxied: X-Forwarded-Proto/-Host from trusted_proxies; else
@@ -130,7 +129,7 @@ def check_plain(route: CompiledRoute, principal: Principal) -> None:
 
 
 async def check_proof(
-    request: web.Request,
+    request: Connection,
     rt: Runtime,
     route: CompiledRoute,
     principal: Principal,

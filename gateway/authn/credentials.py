@@ -7,8 +7,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from aiohttp import web
-
+from gateway.authn.facts import Connection
 from gateway.errors import InvalidRequest
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -68,7 +67,7 @@ def has_query_token(query: str) -> bool:
 
 
 async def extract_bearer(
-    request: web.Request, query: str, *, allow_query: bool, allow_form: bool
+    request: Connection, query: str, *, allow_query: bool, allow_form: bool
 ) -> Credential:
     """Find the one bearer token of a request, or none. Misplaced tokens are 400 invalid_request."""
     token = header_token(request.headers.getall("Authorization", []))

@@ -13,14 +13,13 @@ import logging
 import re
 from typing import Any
 
-from aiohttp import web
-
 from gateway import metrics
+from gateway.authn.facts import Connection
 from gateway.errors import GatewayError, LoginRequired, ProviderUnavailable
 from gateway.models import Principal, Session, TokenSet
 from gateway.oidc import ProviderClient, RefreshRejected
+from gateway.runtime import Runtime
 from gateway.sessions import SessionStore
-from gateway.web.runtime import Runtime
 
 log = logging.getLogger("tokengate.sessions")
 
@@ -182,7 +181,7 @@ TOKEN_CLAIMS = frozenset(
 
 
 #: Claims about the authentication event (OIDC Core §2), kept apart from the identity: set from the
-#: login's ID token only (web/step_up.py) and carried through refreshes unchanged, because a refresh is
+#: login's ID token only (authn/step_up.py) and carried through refreshes unchanged, because a refresh is
 #: no new authentication (OIDC Core §12.2) and userinfo must not be able to raise them.
 AUTHENTICATION_CLAIMS = ("acr", "auth_time", "amr")
 
@@ -243,7 +242,7 @@ def _expired(session: Session, now: float) -> bool:
     return expires is not None and expires <= now
 
 
-def session_id_from(request: web.Request, rt: Runtime) -> str | None:
+def session_id_from(request: Connection, rt: Runtime) -> str | None:
     value = request.cookies.get(rt.cookies.name)
     if not value or len(value) > 128 or not _SESSION_ID.match(value):
         return None  # ids are URL-safe base64 (secrets.token_urlsafe): anything else is not one
@@ -264,7 +263,7 @@ def _ambiguous(headers: list[str], name: str) -> bool:
 
 
 async def session_principal(
-    request: web.Request, rt: Runtime, provider: ProviderClient, refresher: SessionRefresher
+    request: Connection, rt: Runtime, provider: ProviderClient, refresher: SessionRefresher
 ) -> Principal | None:
     """The principal of the request's session on this provider, refreshed when due; None when none."""
     store = rt.store

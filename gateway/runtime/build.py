@@ -10,114 +10,27 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import aiohttp
-from yarl import URL
 
-from gateway.config.resource import metadata_url
 from gateway.config.rules import ConfigParts
-from gateway.config.schema import GatewayConfig, RouteConfig, ServerConfig
-from gateway.config.tls import client_context
+from gateway.config.schema import GatewayConfig, RouteConfig
 from gateway.config.trust import ANY_AUDIENCE
 from gateway.oidc import ProviderClient
-from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
+from gateway.runtime.cookies import LOGIN_COOKIE_INFIX, CookieSettings
+from gateway.runtime.identity import Identity
+from gateway.runtime.metadata import MetadataDocument, documents
+from gateway.runtime.proxies import TrustedProxies
+from gateway.runtime.route import CompiledRoute
 from gateway.sessions import open_store
 from gateway.sessions.replay import open_mark_store
-from gateway.web.headers import TrustedProxies
-from gateway.web.identity import Identity
-from gateway.web.proxy import UpstreamOptions, upstream_options
-from gateway.web.resource_metadata import MetadataDocument, documents
 
 if TYPE_CHECKING:
     from gateway.sessions import SessionStore
 
 log = logging.getLogger("tokengate")
-
-AuthMode = Literal["public", "bearer", "session", "bearer_or_session"]
-LOGIN_COOKIE_INFIX = "_login_"
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledRoute:
-    """One route with everything a request needs precomputed."""
-
-    name: str
-    mode: AuthMode
-    upstream: URL | None  # None: a forward-auth-only route (DESIGN §8), never proxied
-    upstream_base: str  # scheme://host:port[/base] without trailing slash
-    policy: RoutePolicy
-    provider: ProviderClient | None
-    validation: Literal["jwt", "introspection"]
-    audience: str | None
-    strip_prefix: bool
-    preserve_host: bool
-    forward_token: bool
-    allow_query_token: bool
-    allow_form_token: bool
-    allow_preflight: bool
-    upstream_options: UpstreamOptions
-    dpop: Literal["off", "allowed", "required"] = "off"
-    match_host: str | None = None  # the route's match.host: the origin a DPoP proof names (htu)
-    resource: str | None = None  # auth.resource (RFC 9728 / RFC 8707)
-    resource_metadata: str | None = None  # its metadata URL, named in the route's challenges
-
-    @classmethod
-    def build(
-        cls, cfg: RouteConfig, providers: dict[str, ProviderClient], server: ServerConfig
-    ) -> CompiledRoute:
-        upstream = URL(cfg.upstream) if cfg.upstream is not None else None
-        auth = cfg.auth
-        tls = cfg.upstream_tls
-        return cls(
-            name=cfg.name,
-            mode=auth.mode,
-            upstream=upstream,
-            upstream_base=str(upstream).rstrip("/") if upstream is not None else "",
-            policy=RoutePolicy.from_config(auth),
-            provider=providers[auth.provider] if auth.provider else None,
-            validation=auth.validation,
-            audience=auth.audience,
-            strip_prefix=cfg.strip_prefix,
-            preserve_host=cfg.preserve_host,
-            forward_token=auth.forward_token,
-            allow_query_token=auth.allow_query_token,
-            allow_form_token=auth.allow_form_token,
-            allow_preflight=auth.allow_preflight,
-            resource=auth.resource,
-            resource_metadata=metadata_url(auth.resource) if auth.resource else None,
-            # Built per runtime: a reload re-reads the upstream_tls files (renewed certificates).
-            upstream_options=upstream_options(
-                connect=server.upstream_connect_timeout.total_seconds(),
-                headers=(cfg.timeout or server.upstream_timeout).total_seconds(),
-                idle=server.upstream_idle_timeout.total_seconds(),
-                ssl_context=client_context(tls),
-                server_hostname=tls.server_name if tls is not None else None,
-            ),
-            dpop=auth.dpop if auth.mode in ("bearer", "bearer_or_session") else "off",
-            match_host=cfg.match.host,
-        )
-
-    @property
-    def uses_bearer(self) -> bool:
-        return self.mode in ("bearer", "bearer_or_session")
-
-    @property
-    def uses_session(self) -> bool:
-        return self.mode in ("session", "bearer_or_session")
-
-
-@dataclass(frozen=True, slots=True)
-class CookieSettings:
-    name: str
-    secure: bool
-    login_prefix: str
-    domain: str | None = None  # sessions.cookie_domain: the session cookie's Domain (several hosts)
-    names: frozenset[str] = frozenset()  # the cookies never forwarded upstream; built once
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", frozenset({self.name}))
 
 
 def used_providers(cfg: GatewayConfig) -> frozenset[str]:
@@ -129,7 +42,7 @@ def audience_warnings(cfg: GatewayConfig) -> None:
     """Log each bearer route that opted out of the audience check (``audience: "*"``)."""
     for i, route in enumerate(cfg.routes):
         auth = route.auth
-        if auth.mode in ("bearer", "bearer_or_session") and auth.audience == ANY_AUDIENCE:
+        if auth.uses_bearer and auth.audience == ANY_AUDIENCE:
             log.warning(
                 "routes[%d] %r accepts bearer tokens for any audience (auth.audience: %r): ID tokens, "
                 "refresh tokens and other APIs' tokens of provider %r may pass as its access tokens",
@@ -148,11 +61,11 @@ def provider_needs(cfg: GatewayConfig, name: str) -> frozenset[str]:
         auth = route.auth
         if auth.provider != name or auth.mode == "public":
             continue
-        if auth.mode in ("bearer", "bearer_or_session"):
+        if auth.uses_bearer:
             needs.add("jwks" if auth.validation == "jwt" else "introspection")
-        if auth.mode in ("session", "bearer_or_session"):
+        if auth.uses_session:
             needs.update({"authorization", "token"})
-            if "openid" in provider.scopes:
+            if provider.is_oidc:
                 needs.add("jwks")
             else:
                 needs.add("userinfo" if provider.endpoints.userinfo else "introspection")
@@ -206,7 +119,7 @@ class Runtime:
         return None
 
 
-def _methods(route: RouteConfig) -> list[str] | None:
+def route_methods(route: RouteConfig) -> list[str] | None:
     """The route's methods; a route that lets CORS preflights through takes OPTIONS too."""
     methods = route.match.methods
     if methods is not None and route.auth.allow_preflight and "OPTIONS" not in methods:
@@ -253,7 +166,7 @@ def build_runtime(
     audience_warnings(cfg)
     table = RouteTable(
         (
-            RouteSpec(route, r.match.path_prefix, r.match.host, _methods(r))
+            RouteSpec(route, r.match.path_prefix, r.match.host, route_methods(r))
             for route, r in zip(compiled, cfg.routes, strict=True)
         ),
         case_insensitive=cfg.server.case_insensitive_paths,

@@ -1,5 +1,5 @@
 """What an upstream learns about the caller beyond DESIGN §4's headers (DESIGN §8): ``claim_headers`` and
-the signed ``X-Tokengate-Assertion`` (cached per principal and route), and ``GET /oauth2/jwks.json``.
+the signed ``X-Tokengate-Assertion`` (cached per principal and route); the key set the gateway publishes.
 """
 
 from __future__ import annotations
@@ -8,9 +8,7 @@ import json
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
+from typing import Any, Protocol
 
 from gateway.config.identity import ASSERTION_HEADER, assertion_audience, claim_header_names
 from gateway.config.schema import GatewayConfig, RouteConfig
@@ -19,13 +17,17 @@ from gateway.models import Principal
 from gateway.oidc.assertion import ASSERTION_LIFETIME, AssertionSigner, load_signing_key
 from gateway.policy import lookup_claim
 
-if TYPE_CHECKING:
-    from gateway.web.context import RequestState
-
 # A cached assertion is re-signed once less than this is left of its 5 minutes: upstreams always get
 # at least 4 minutes of validity, and one principal costs one ES256 signature a minute per route.
 RESIGN_BELOW = 240.0
 _CACHE_MAX = 10_000
+
+
+class Outcome(Protocol):
+    """Where a request's decision is recorded for the access log and the span (web's RequestState)."""
+
+    decision: str
+    reasons: tuple[str, ...]
 
 
 class UnsafeClaim(AccessDenied):
@@ -145,7 +147,7 @@ class Identity:
         return RouteIdentity(tuple(auth.claim_headers.items()), audience)
 
     def headers(
-        self, route: str, principal: Principal, state: RequestState | None = None
+        self, route: str, principal: Principal, state: Outcome | None = None
     ) -> list[tuple[str, str]]:
         """Claim headers and the assertion for one admitted request; [] for routes with neither.
         An unsafe claim turns the request's decision into a deny (access log, span) and raises."""
@@ -183,21 +185,6 @@ class Identity:
             del self._cache[next(iter(self._cache))]  # oldest first: bounded memory, no scans
         self._cache[key] = (token, int(now) + ASSERTION_LIFETIME)
         return token
-
-
-def jwks_response(identity: Identity | None) -> web.Response:
-    """``GET /oauth2/jwks.json``: the keys that verify X-Tokengate-Assertion; 404 without a key."""
-    if identity is None or identity.jwks is None:
-        return web.json_response(
-            {"error": "not_found", "error_description": "this gateway has no server.signing_key"},
-            status=404,
-        )
-    # Short enough that a rollover reaches upstreams within one assertion lifetime (5 min).
-    return web.json_response(
-        identity.jwks,
-        headers={"Cache-Control": "public, max-age=300"},
-        content_type="application/jwk-set+json",
-    )
 
 
 def describe(cfg: GatewayConfig, route: RouteConfig, principal: Principal) -> list[tuple[str, str]]:

@@ -10,10 +10,10 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from aiohttp import web
-
+from gateway.authn.facts import Connection
+from gateway.runtime import Runtime
+from gateway.runtime.cookies import CookieTarget
 from gateway.sessions import LoginState, SessionStore
-from gateway.web.runtime import Runtime
 
 LOGIN_TTL = 600.0
 #: Login attempts one browser may have pending; starting another expires the oldest (DESIGN §7). Each
@@ -57,7 +57,7 @@ def parse_binding(name: str, value: str) -> Binding:
 _OWN_SUFFIX = re.compile(r"[0-9a-f]{16}")
 
 
-def pending_bindings(request: web.Request, rt: Runtime) -> list[Binding]:
+def pending_bindings(request: Connection, rt: Runtime) -> list[Binding]:
     """The browser's login cookies, only those of the gateway's own form (``<prefix><16 hex>``): a
     tossed cookie with another name is not a pending login, and could not be expired either."""
     prefix = rt.cookies.login_prefix
@@ -68,7 +68,7 @@ def pending_bindings(request: web.Request, rt: Runtime) -> list[Binding]:
     ]
 
 
-def binding_for(request: web.Request, rt: Runtime, state: str) -> Binding | None:
+def binding_for(request: Connection, rt: Runtime, state: str) -> Binding | None:
     name = cookie_name(rt, state)
     value = request.cookies.get(name)
     if not value:
@@ -95,20 +95,14 @@ async def take_bound(store: SessionStore, state: str, binding: Binding | None) -
     return taken
 
 
-def expire_cookie(response: web.StreamResponse, rt: Runtime, name: str) -> None:
-    response.del_cookie(name, path="/", secure=rt.cookies.secure, httponly=True, samesite="Lax")
-
-
-async def make_room(
-    request: web.Request, rt: Runtime, store: SessionStore, response: web.StreamResponse
-) -> None:
+async def make_room(request: Connection, rt: Runtime, store: SessionStore, response: CookieTarget) -> None:
     """Before a new attempt, expire the oldest pending ones so at most ``MAX_PENDING`` remain with it:
     their cookies (Set-Cookie on this answer) and, when the cookie proves it, their Redis keys."""
     pending = sorted(pending_bindings(request, rt), key=lambda b: (b.issued_ms, b.name))
     excess = pending[: max(0, len(pending) - (MAX_PENDING - 1))]
     lookups = 0
     for binding in excess:
-        expire_cookie(response, rt, binding.name)
+        rt.cookies.clear(response, binding.name)
         # Bounded store work per request, whatever a hostile Cookie header holds; a key left behind
         # expires with LOGIN_TTL anyway.
         if binding.state is not None and lookups < MAX_PENDING:

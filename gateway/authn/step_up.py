@@ -1,4 +1,4 @@
-"""RFC 9470 step-up on the web side: what a failed step-up becomes (a bearer challenge or a new browser
+"""RFC 9470 step-up outside the policy: what a failed step-up becomes (a bearer challenge or a new browser
 login), what that login asks the provider for, and the check of its new ID token before any session
 changes. The decision itself is gateway.policy's (``step_up_needed``), read by proxy, forward-auth and
 explain alike.
@@ -12,16 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
+from gateway.authn.facts import Connection
+from gateway.authn.session import session_id_from
 from gateway.errors import GatewayError, InsufficientUserAuthentication, StepUpNotMet, StepUpRequired
 from gateway.models import Principal, StepUp, TokenSet
 from gateway.oidc import ProviderClient
 from gateway.policy import step_up_needed
 from gateway.routing import split_host
+from gateway.runtime import CompiledRoute, Runtime
 from gateway.sessions import LoginState
-from gateway.web.runtime import CompiledRoute, Runtime
-from gateway.web.session_auth import session_id_from
 
 log = logging.getLogger("tokengate.login")
 
@@ -93,7 +92,7 @@ class LoginStepUp:
 
 
 async def login_step_up(
-    request: web.Request, rt: Runtime, provider: ProviderClient, rd: str
+    request: Connection, rt: Runtime, provider: ProviderClient, rd: str
 ) -> LoginStepUp | None:
     """The step-up a login for ``rd`` asks for: the route's own ``require.acr`` / ``require.max_age``,
     read here rather than from the URL, so that nobody can ask for less. ``max_age`` makes the provider
@@ -118,7 +117,7 @@ async def login_step_up(
 
 
 async def _current_claims(
-    request: web.Request, rt: Runtime, provider: ProviderClient
+    request: Connection, rt: Runtime, provider: ProviderClient
 ) -> Mapping[str, Any] | None:
     session_id = session_id_from(request, rt)
     if rt.store is None or session_id is None:
