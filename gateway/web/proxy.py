@@ -12,7 +12,6 @@ import binascii
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSMsgType, web
