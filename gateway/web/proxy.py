@@ -11,7 +11,6 @@ import base64
 import binascii
 import contextlib
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from gateway.upstream.options import UpstreamOptions
 from gateway.web.headers import OwnCookies, response_headers_for_client
 from gateway.web.spans import traced_upstream
 
@@ -36,37 +36,6 @@ log = logging.getLogger("tokengate.proxy")
 CHUNK = 64 * 1024
 SMALL_BODY = 64 * 1024  # answers up to this size with a known length are read at once (cheaper)
 _NO_BODY_STATUS = frozenset({204, 304})
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamOptions:
-    """How one route talks to its upstream (DESIGN §8), built once per route and runtime.
-
-    ``timeout`` is aiohttp's: ``sock_connect`` = upstream_connect_timeout, ``sock_read`` = the route's
-    upstream_timeout, which aiohttp counts from the end of the request body to the first answer
-    bytes; once the answer's headers are in, the read limit becomes ``idle`` (None: none), so a quiet
-    SSE stream is not cut by a limit meant for the first byte."""
-
-    timeout: aiohttp.ClientTimeout
-    idle: float | None = None
-    ssl: ssl.SSLContext | bool = True
-    server_hostname: str | None = None
-
-
-def upstream_options(
-    *,
-    connect: float,
-    headers: float,
-    idle: float,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-) -> UpstreamOptions:
-    return UpstreamOptions(
-        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=headers),
-        idle=idle or None,
-        ssl=ssl_context if ssl_context is not None else True,
-        server_hostname=server_hostname,
-    )
 
 
 def _own_error(exc: BaseException) -> GatewayError | None:

@@ -25,9 +25,9 @@ from gateway.policy import RoutePolicy
 from gateway.routing import RouteSpec, RouteTable
 from gateway.sessions import open_store
 from gateway.sessions.replay import open_mark_store
+from gateway.upstream.options import UpstreamOptions, upstream_options
 from gateway.web.headers import TrustedProxies
 from gateway.web.identity import Identity
-from gateway.web.proxy import UpstreamOptions, upstream_options
 from gateway.web.resource_metadata import MetadataDocument, documents
 
 if TYPE_CHECKING:
