@@ -62,7 +62,8 @@ class Connection(asyncio.Protocol):
         self.done = False
         self.keep_alive = False
         self.error: BaseException | None = None
-        self._head_bytes = 0
+        self._head_bytes = 0  # received while the head is incomplete (a head trickling in)
+        self._fields_size = 0  # the parsed header lines (a head that came in one piece)
         self._reason = b""
         self._fields: list[tuple[str, str]] = []
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -210,7 +211,9 @@ class Connection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) + len(value) > MAX_FIELD:
+        size = len(name) + len(value)
+        self._fields_size += size + 4
+        if size > MAX_FIELD or self._fields_size > MAX_HEAD:
             raise UpstreamProtocolError("answer header too large")
         self._fields.append((name.decode("latin-1"), value.decode("latin-1")))
 
@@ -220,7 +223,11 @@ class Connection(asyncio.Protocol):
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamProtocolError("upstream switched protocols on a plain request")
-            self._fields, self._reason = [], b""  # interim (100 Continue, 103): the answer follows
+            self._fields, self._reason, self._fields_size = (
+                [],
+                b"",
+                0,
+            )  # interim (100 Continue, 103): the answer follows
             return
         head = Head(status, self._reason.decode("latin-1"), self._fields)
         for name, value in self._fields:
