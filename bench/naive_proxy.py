@@ -5,7 +5,7 @@ streamed responses, uvloop when installed, one process, no auth, no logging, no 
 starts it as a child of the harness. ``--client`` swaps the upstream client only, so the candidates for
 tokengate's hot path are compared behind the same server: ``naive`` (as above), ``tuned`` (aiohttp's
 ClientSession with auto_decompress off, DummyCookieJar, no per-request timeout, one read() for a small
-body) and ``pool`` (gateway.upstream's pooled keep-alive client on httptools).
+body), ``pool`` (gateway.upstream's pooled keep-alive client on httptools) and ``aiosonic`` (when installed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ HOP = frozenset(
 )
 SESSION: web.AppKey[ClientSession] = web.AppKey("session", ClientSession)
 UPSTREAM: web.AppKey[str] = web.AppKey("upstream", str)
-CLIENTS = ("naive", "tuned", "pool")
+CLIENTS = ("naive", "tuned", "pool", "aiosonic")
 SMALL = 64 * 1024
 
 
@@ -118,6 +118,28 @@ def _pool_proxy():  # type: ignore[no-untyped-def]
     return proxy_pool
 
 
+def _aiosonic_proxy():  # type: ignore[no-untyped-def]
+    """aiosonic (PyPI, not a dependency: ``pip install aiosonic`` to measure it); buffered bodies only."""
+    import aiosonic  # type: ignore[import-not-found]
+
+    http = aiosonic.HTTPClient()
+
+    async def proxy_aiosonic(request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP and k.lower() != "host"}
+        body = await request.read() if request.body_exists else None
+        upstream = await http.request(
+            request.app[UPSTREAM] + request.path_qs, request.method, headers, data=body
+        )
+        out = [
+            (k, v) for k, v in upstream.raw_headers if k.lower() not in HOP and k.lower() != "content-length"
+        ]
+        return web.Response(
+            status=upstream.status_code, headers=CIMultiDict(out), body=await upstream.content()
+        )
+
+    return proxy_aiosonic
+
+
 def make_app(upstream: str, client: str = "naive") -> web.Application:
     app = web.Application()
     app[UPSTREAM] = upstream.rstrip("/")
@@ -139,7 +161,9 @@ def make_app(upstream: str, client: str = "naive") -> web.Application:
         await app[SESSION].close()
 
     app.cleanup_ctx.append(session_ctx)
-    handler = {"naive": proxy, "tuned": proxy_tuned}.get(client) or _pool_proxy()
+    handler = {"naive": proxy, "tuned": proxy_tuned}.get(client) or (
+        _aiosonic_proxy() if client == "aiosonic" else _pool_proxy()
+    )
     app.router.add_route("*", "/{tail:.*}", handler)
     return app
 

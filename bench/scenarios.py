@@ -267,6 +267,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("naive-proxy", "naive aiohttp proxy, uvloop, 1 process, no auth", naive_proxy),
     Scenario("naive-proxy-tuned", "naive proxy, tuned aiohttp ClientSession upstream", _naive_proxy("tuned")),
     Scenario(
+        "naive-proxy-aiosonic",
+        "naive proxy, aiosonic upstream (pip install aiosonic)",
+        _naive_proxy("aiosonic"),
+        optional=True,
+    ),
+    Scenario(
         "naive-proxy-pool", "naive proxy, gateway.upstream pool (httptools) upstream", _naive_proxy("pool")
     ),
     Scenario(
