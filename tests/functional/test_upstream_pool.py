@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
@@ -226,3 +227,25 @@ async def test_a_request_header_with_cr_or_lf_is_never_sent(
     with pytest.raises(UpstreamProtocolError):
         await pool.request("GET", URL(up.url), CIMultiDict({"X-Note": value}), None, OPTIONS)
     assert up.seen == []
+
+
+async def test_timeouts_cost_no_timer_per_request(
+    pool: UpstreamPool, up: ScriptedUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DESIGN §8's limits are enforced by one lazily re-armed timer per connection: moving a deadline
+    is a float assignment, so twenty requests on one connection schedule a couple of timers, not 20+."""
+    loop = asyncio.get_running_loop()
+    scheduled = 0
+    call_at = loop.call_at
+
+    def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        nonlocal scheduled
+        scheduled += 1
+        return call_at(when, callback, *args, **kwargs)
+
+    assert await get(pool, up) == (200, b"ok")  # the connection exists before counting starts
+    monkeypatch.setattr(loop, "call_at", counting)
+    for _ in range(20):
+        assert await get(pool, up) == (200, b"ok")
+    assert up.accepted == 1
+    assert scheduled <= 2
