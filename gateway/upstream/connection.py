@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
-from typing import cast
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, cast
 
 import httptools
 
@@ -54,6 +55,7 @@ class Connection(asyncio.Protocol):
         self._reset()
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._upload: asyncio.Task[None] | None = None
 
     def _reset(self) -> None:
         self.head: Head | None = None
@@ -62,6 +64,7 @@ class Connection(asyncio.Protocol):
         self.done = False
         self.keep_alive = False
         self.error: BaseException | None = None
+        self.sending = False  # a streamed request body is still going out: not reusable yet
         self._head_bytes = 0  # received while the head is incomplete (a head trickling in)
         self._fields_size = 0  # the parsed header lines (a head that came in one piece)
         self._reason = b""
@@ -98,6 +101,8 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Abort (no graceful close: a half-read answer must not be reused), then account for it."""
+        if self._upload is not None:
+            self._upload.cancel()
         if self.transport is not None:
             self.transport.abort()
         if not self.closed:
@@ -157,6 +162,26 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             raise self.error or UpstreamClosed("upstream closed the connection", before_response=True)
         self.transport.write(data)
+
+    def start_upload(self, sending: Coroutine[Any, Any, None], head_limit: float | None) -> None:
+        """Send a streamed body in its own task, so the answer may start before it ends (full duplex,
+        as aiohttp's client does). Its end starts the head timeout; its failure (the client's 413 or
+        408 from the body reader, a reset) fails the exchange and drops the connection."""
+        self.sending = True
+        self._upload = self.loop.create_task(sending)
+        self._upload.add_done_callback(functools.partial(self._uploaded, head_limit=head_limit))
+
+    def _uploaded(self, task: asyncio.Task[None], head_limit: float | None) -> None:
+        self._upload = None
+        if task.cancelled():
+            return  # the connection is being closed
+        exc = task.exception()
+        if exc is not None:
+            self._fail(exc)
+            return
+        self.sending = False
+        if self.head is None and not self.closed:
+            self.set_limit(head_limit)  # aiohttp's sock_read: from the end of the request body
 
     def begin(self, head_only: bool) -> None:
         """A new exchange: a fresh parser (llhttp keeps no state we could reset for HEAD)."""
@@ -287,9 +312,9 @@ class Connection(asyncio.Protocol):
                     self._read_paused = False
                     self.transport.resume_reading()
                 yield chunk
+            elif self.done:
+                return  # complete, even if the upload failed after it (the connection is dropped then)
             elif self.error is not None:
                 raise self.error
-            elif self.done:
-                return
             else:
                 await self._wait()

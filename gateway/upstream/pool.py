@@ -110,17 +110,12 @@ class UpstreamPool:
         conn.begin(head_only=method == "HEAD")
         if body is None or isinstance(body, bytes):
             conn.write(head + body if body else head)
+            # aiohttp's sock_read semantics: from the end of the request body, the longest silence.
+            conn.set_limit(options.timeout.sock_read)
         else:
-            chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
             conn.write(head)
-            async for chunk in body:
-                if chunk:
-                    conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-                    await conn.drain()
-            if chunked:
-                conn.write(b"0\r\n\r\n")
-        # aiohttp's sock_read semantics: from the end of the request body, the longest silence.
-        conn.set_limit(options.timeout.sock_read)
+            chunked = head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
+            conn.start_upload(_send(conn, body, chunked), options.timeout.sock_read)
         return await conn.read_head()
 
     # -- connections ------------------------------------------------------------------------------
@@ -211,7 +206,10 @@ class UpstreamPool:
         """Take a connection back after its answer: kept only when the answer was read to the end,
         nothing failed and both sides keep it alive; otherwise it is closed (never half-read reused)."""
         key = self._keys.get(id(conn))
-        if self.closed or key is None or conn.closed or not conn.done or not conn.keep_alive or conn.error:
+        if self.closed or key is None or conn.closed or not conn.done or not conn.keep_alive:
+            conn.close()
+            return
+        if conn.error is not None or conn.sending:
             conn.close()
             return
         conn.idle = True
@@ -226,6 +224,15 @@ class UpstreamPool:
             for conn in list(idle):
                 conn.close()
         self._idle.clear()
+
+
+async def _send(conn: Connection, body: AsyncIterable[bytes], chunked: bool) -> None:
+    async for chunk in body:
+        if chunk:
+            conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            await conn.drain()
+    if chunked:
+        conn.write(b"0\r\n\r\n")
 
 
 def _request_head(method: str, url: URL, headers: CIMultiDict[str], body: Body) -> bytes:

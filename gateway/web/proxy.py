@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
 from gateway.upstream.errors import UpstreamProtocolError, upstream_errors
 from gateway.upstream.options import UpstreamOptions
 from gateway.upstream.pool import UpstreamPool, UpstreamResponse
@@ -136,7 +136,8 @@ async def _relay_answer(
         async for chunk in upstream.iter_chunks():
             stats.bytes_out += len(chunk)
             await response.write(chunk)
-    except (TimeoutError, OSError, UpstreamProtocolError) as exc:
+    except (TimeoutError, OSError, UpstreamProtocolError, GatewayError) as exc:
+        # GatewayError: the request body's reader failed (408) while a full-duplex upstream answered.
         # The status line is gone already: the only honest signal left is to cut the connection,
         # so the client sees a truncated body instead of a complete-looking one.
         log.warning("upstream failed mid-answer: %s", type(exc).__name__)
