@@ -81,12 +81,20 @@ def nginx_proxy(shared: Shared, stack: contextlib.ExitStack, directory: Path) ->
     return Target(url=f"http://127.0.0.1:{port}{REQUEST_PATH}", measured=_roles(shared, proc.pid))
 
 
-def naive_proxy(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
-    _upstream, up_port = shared.upstream()
-    port = free_port()
-    proc = start_naive_proxy(directory / "naive", port, up_port)
-    stack.callback(proc.stop)
-    return Target(url=f"http://127.0.0.1:{port}{REQUEST_PATH}", measured=_roles(shared, proc.pid))
+def _naive_proxy(client: str) -> Setup:
+    """The naive proxy with one of the upstream-client candidates (bench/naive_proxy.py)."""
+
+    def setup(shared: Shared, stack: contextlib.ExitStack, directory: Path) -> Target:
+        _upstream, up_port = shared.upstream()
+        port = free_port()
+        proc = start_naive_proxy(directory / f"naive-{client}", port, up_port, client)
+        stack.callback(proc.stop)
+        return Target(url=f"http://127.0.0.1:{port}{REQUEST_PATH}", measured=_roles(shared, proc.pid))
+
+    return setup
+
+
+naive_proxy = _naive_proxy("naive")
 
 
 def _apache(kind: Kind, token_format: str) -> Setup:
@@ -258,6 +266,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("nginx-direct", "nginx direct (upstream itself, the ceiling)", nginx_direct),
     Scenario("nginx-proxy", "nginx pass-through proxy -> nginx", nginx_proxy),
     Scenario("naive-proxy", "naive aiohttp proxy, uvloop, 1 process, no auth", naive_proxy),
+    Scenario("naive-proxy-tuned", "naive proxy, tuned aiohttp ClientSession upstream", _naive_proxy("tuned")),
+    Scenario(
+        "naive-proxy-aiosonic",
+        "naive proxy, aiosonic upstream (pip install aiosonic)",
+        _naive_proxy("aiosonic"),
+        optional=True,
+    ),
+    Scenario(
+        "naive-proxy-pool", "naive proxy, gateway.upstream pool (httptools) upstream", _naive_proxy("pool")
+    ),
     Scenario(
         "apache-openidc-jwt",
         "Apache + mod_auth_openidc, JWT via JWKS + scope + aud",

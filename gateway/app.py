@@ -15,10 +15,12 @@ from gateway.authn.session import SessionRefresher
 from gateway.authn.sockets import DEFAULT_CHECK_INTERVAL, SessionSockets
 from gateway.config.schema import GatewayConfig
 from gateway.runtime import Runtime, RuntimeHolder, build_runtime
+from gateway.upstream.pool import UpstreamPool
 from gateway.web.admin import admin_routes
 from gateway.web.forward_auth import verdict
 from gateway.web.handler import handle
 from gateway.web.middleware import MIDDLEWARES
+from gateway.web.proxy import UPSTREAM_POOL
 from gateway.web.state import REFRESHER, RUNTIME, SESSION_SOCKETS
 
 log = logging.getLogger("tokengate")
@@ -64,6 +66,7 @@ def create_app(
         traced = tracing.start(tracing_settings(cfg))
         http = new_http_client()
         app[HTTP_CLIENT] = http
+        app[UPSTREAM_POOL] = UpstreamPool()
         try:
             runtime = build_runtime(cfg, http, clock=clock)
             await runtime.start()
@@ -77,6 +80,7 @@ def create_app(
         holder.ready = False
         await app[REFRESHER].close()  # refreshes in flight finish and store their rotated tokens first
         await holder.current.close()
+        await app[UPSTREAM_POOL].close()
         await http.close()
         if traced is not None:
             await asyncio.to_thread(tracing.stop, traced)  # flushes the last spans: blocking I/O

@@ -1,8 +1,8 @@
 """Forwarding to the upstream: bodies streamed both ways, WebSockets relayed with their close codes.
 
-aiohttp client errors are translated here, and only here, into UpstreamUnavailable (502) and
-UpstreamTimeout (504); once the answer has started, a failure can only abort the client connection.
-"""
+Plain HTTP goes through gateway.upstream's pool, WebSockets through aiohttp's client; both translate
+their errors with upstream_errors() (502/504); once the answer has started, a failure can only abort
+the client connection."""
 
 from __future__ import annotations
 
@@ -18,15 +18,10 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import (
-    BadRequest,
-    GatewayError,
-    PayloadTooLarge,
-    RequestTimeout,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
+from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
+from gateway.upstream.errors import UpstreamProtocolError, upstream_errors
 from gateway.upstream.options import UpstreamOptions
+from gateway.upstream.pool import UpstreamPool, UpstreamResponse
 from gateway.web.context import ProxyStats
 from gateway.web.headers import OwnCookies, response_headers_for_client
 from gateway.web.spans import traced_upstream
@@ -36,18 +31,7 @@ log = logging.getLogger("tokengate.proxy")
 CHUNK = 64 * 1024
 SMALL_BODY = 64 * 1024  # answers up to this size with a known length are read at once (cheaper)
 _NO_BODY_STATUS = frozenset({204, 304})
-
-
-def _own_error(exc: BaseException) -> GatewayError | None:
-    """The gateway's error behind a client exception: the request body's reader raised it
-    (too large, or the client stalled it) while aiohttp was sending the body."""
-    seen = 0
-    cause: BaseException | None = exc
-    while cause is not None and seen < 5:
-        if isinstance(cause, GatewayError):
-            return cause
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return None
+UPSTREAM_POOL = web.AppKey("upstream_pool", UpstreamPool)  # one per process, kept across reloads
 
 
 async def _limited_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncIterator[bytes]:
@@ -87,43 +71,29 @@ async def forward_http(
     body: bytes | None = None,
     own_cookies: OwnCookies | None = None,
 ) -> web.StreamResponse:
-    """Send the request upstream and stream the answer back; returns the (prepared) response."""
+    """Send the request upstream and stream the answer back; returns the (prepared) response.
+    ``http`` (aiohttp's client) is not used for plain HTTP: the app's UpstreamPool is (see
+    docs/performance.md); the parameter stays until the handler stops passing it."""
+    pool = request.app[UPSTREAM_POOL]
     loop = asyncio.get_running_loop()
     started = loop.time()
     data = body if body is not None else _request_body(request, max_body_size, stats)
     if body is not None:
         stats.bytes_in = len(body)
-    try:
-        upstream = await http.request(
-            request.method,
-            url,
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-            timeout=options.timeout,
-            ssl=options.ssl,
-            server_hostname=options.server_hostname,
-        )
-    except GatewayError:
-        raise  # the body reader's own (413, 408)
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        own = _own_error(exc)
-        if own is not None:
-            raise own from exc
-        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-            raise UpstreamTimeout(detail=f"{url.host}:{url.port}: {type(exc).__name__}") from exc
-        raise UpstreamUnavailable(detail=f"{url.host}:{url.port}: {type(exc).__name__}: {exc}") from exc
+    with upstream_errors(url):
+        upstream = await pool.request(request.method, url, headers, data, options)
     stats.upstream_seconds = loop.time() - started
     stats.status = upstream.status
     try:
-        return await _relay_answer(request, upstream, stats, own_cookies, options.idle)
+        return await _relay_answer(request, upstream, url, stats, own_cookies, options.idle)
     finally:
         upstream.release()
 
 
 async def _relay_answer(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
+    url: URL,
     stats: ProxyStats,
     own: OwnCookies | None,
     idle: float | None,
@@ -131,21 +101,15 @@ async def _relay_answer(
     length = upstream.content_length
     no_body = request.method == "HEAD" or upstream.status in _NO_BODY_STATUS
     if not no_body and length is not None and length <= SMALL_BODY:
-        try:
+        with upstream_errors(url, "reading the upstream answer"):
             payload = await upstream.read()
-        except TimeoutError as exc:  # aiohttp's ServerTimeoutError too: the body stalled past the timeout
-            raise UpstreamTimeout(detail="reading the upstream answer timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(detail=f"reading the upstream answer: {type(exc).__name__}") from exc
         stats.bytes_out = len(payload)
         headers = response_headers_for_client(upstream.headers, keep_length=False, own=own)
         return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=payload)
     # A small body is read whole before anything is answered, so its stall still counts against the
     # route's timeout (504 above). A streamed one: from here on the read limit is the silence between
     # body chunks, upstream_idle_timeout, none by default (SSE, long-poll; DESIGN §8).
-    if upstream.connection is not None and upstream.connection.protocol is not None:
-        upstream.connection.protocol.read_timeout = idle
-        upstream.connection.protocol.start_timeout()
+    upstream.stream_limit(idle)
     headers = response_headers_for_client(
         upstream.headers, keep_length=no_body or length is not None, own=own
     )
@@ -158,10 +122,11 @@ async def _relay_answer(
     stats.answer_started = True
     await response.prepare(request)
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.iter_chunks():
             stats.bytes_out += len(chunk)
             await response.write(chunk)
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    except (TimeoutError, OSError, UpstreamProtocolError, GatewayError) as exc:
+        # GatewayError: the request body's reader failed (408) while a full-duplex upstream answered.
         # The status line is gone already: the only honest signal left is to cut the connection,
         # so the client sees a truncated body instead of a complete-looking one.
         log.warning("upstream failed mid-answer: %s", type(exc).__name__)
@@ -215,7 +180,7 @@ async def forward_websocket(
     ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    try:
+    with upstream_errors(ws_url, "websocket connect"):
         upstream = await http.ws_connect(
             ws_url,
             headers=headers,
@@ -227,12 +192,6 @@ async def forward_websocket(
             ssl=options.ssl,
             server_hostname=options.server_hostname,
         )
-    except aiohttp.WSServerHandshakeError as exc:
-        raise UpstreamUnavailable(detail=f"websocket handshake refused: {exc.status}") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(detail="websocket connect timed out") from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnavailable(detail=f"websocket connect failed: {type(exc).__name__}") from exc
     stats.upstream_seconds = loop.time() - started
     stats.status = 101
     client = web.WebSocketResponse(

@@ -344,3 +344,24 @@ async def test_access_log_has_no_query_or_secrets(
     text = caplog.text
     for secret in ("secret-value", "cookie-value", "tok-value"):
         assert secret not in text
+
+
+async def test_expect_100_continue_both_hops(make_gateway: GatewayFactory, upstream: Upstream) -> None:
+    """RFC 9110 §10.1.1: the gateway tells the client to go on; upstream, the header is forwarded and
+    the body follows at once (allowed), and the upstream's own 100 Continue is an interim answer."""
+    client = await make_gateway(config(upstream))
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(
+            b"POST /api/expect HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100 Continue")
+        writer.write(b"hello")
+        answer = await reader.read()
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert upstream.last.body == b"hello"
+    assert upstream.last.header("Expect") == "100-continue"
