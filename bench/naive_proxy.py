@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
@@ -81,7 +82,10 @@ async def proxy_tuned(request: web.Request) -> web.StreamResponse:
         return response
 
 
-def _pool_proxy():  # type: ignore[no-untyped-def]
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _pool_proxy() -> _Handler:
     from gateway.upstream.options import upstream_options
     from gateway.upstream.pool import UpstreamPool
 
@@ -118,7 +122,7 @@ def _pool_proxy():  # type: ignore[no-untyped-def]
     return proxy_pool
 
 
-def _aiosonic_proxy():  # type: ignore[no-untyped-def]
+def _aiosonic_proxy() -> _Handler:
     """aiosonic (PyPI, not a dependency: ``pip install aiosonic`` to measure it); buffered bodies only."""
     import aiosonic  # type: ignore[import-not-found]
 

@@ -105,7 +105,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 session_ended.cancel()
     return await forward_http(
         request,
-        rt.http,
         url,
         headers,
         options=route.upstream_options,

@@ -61,7 +61,6 @@ def _request_body(request: web.Request, limit: int, stats: ProxyStats) -> AsyncI
 @traced_upstream
 async def forward_http(
     request: web.Request,
-    http: aiohttp.ClientSession,
     url: URL,
     headers: CIMultiDict[str],
     *,
@@ -71,9 +70,8 @@ async def forward_http(
     body: bytes | None = None,
     own_cookies: OwnCookies | None = None,
 ) -> web.StreamResponse:
-    """Send the request upstream and stream the answer back; returns the (prepared) response.
-    ``http`` (aiohttp's client) is not used for plain HTTP: the app's UpstreamPool is (see
-    docs/performance.md); the parameter stays until the handler stops passing it."""
+    """Send the request upstream on the app's UpstreamPool (docs/performance.md) and stream the answer
+    back; returns the (prepared) response."""
     pool = request.app[UPSTREAM_POOL]
     loop = asyncio.get_running_loop()
     started = loop.time()

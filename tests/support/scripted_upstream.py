@@ -15,7 +15,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
-from tests.support.net import free_port
+from devtools.net import free_port
 
 CLOSE = b"<close>"
 RESET = b"<reset>"
