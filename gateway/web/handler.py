@@ -93,9 +93,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         try:
             return await forward_websocket(
                 request,
-                rt.http,
                 url,
                 headers,
+                http=rt.http,
                 options=route.upstream_options,
                 stats=state.stats,
                 closed_when=session_ended,

@@ -162,10 +162,10 @@ def _valid_key(key: str) -> bool:
 @traced_upstream
 async def forward_websocket(
     request: web.Request,
-    http: aiohttp.ClientSession,
     url: URL,
     headers: CIMultiDict[str],
     *,
+    http: aiohttp.ClientSession,
     options: UpstreamOptions,
     stats: ProxyStats,
     closed_when: Awaitable[object] | None = None,

@@ -75,8 +75,8 @@ async def _traced_forward(
     forward: Callable[..., Awaitable[R]], args: tuple[Any, ...], options: dict[str, Any]
 ) -> R:
     request: web.Request = args[0]
-    url: URL = args[2]
-    headers: CIMultiDict[str] = args[3]
+    url: URL = args[1]
+    headers: CIMultiDict[str] = args[2]
     with tracing.client_span(f"upstream {request.method}", _upstream_attributes(request.method, url)) as span:
         tracing.inject(headers)  # the upstream continues this span's trace (W3C Trace Context)
         try:
@@ -88,7 +88,7 @@ async def _traced_forward(
 
 
 def traced_upstream(forward: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Wrap ``forward(request, http, url, headers, *, stats=..., ...)`` in a client span. When tracing
+    """Wrap ``forward(request, url, headers, *, stats=..., ...)`` in a client span. When tracing
     is off the wrapper hands back ``forward``'s own coroutine: one function call, no span, no frame."""
 
     @functools.wraps(forward)
