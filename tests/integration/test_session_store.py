@@ -334,13 +334,13 @@ async def test_idle_timeout_slides_with_use(backend: Backend) -> None:
 
 async def test_absolute_timeout_caps_the_sliding_ttl(backend: Backend) -> None:
     store = backend.open(idle_timeout=30)
-    session = make_session(backend.clock, lifetime=0.4)  # absolute expiry much nearer than idle
+    session = make_session(backend.clock, lifetime=SHORT)  # absolute expiry much nearer than idle
     session_id = await store.create(session)
     assert await store.get(session_id) == session  # a use slides the idle TTL...
     ((_, ttl),) = [v for k, v in (await backend.dump()).items() if k.startswith(f"{PREFIX}session:")]
     assert ttl is not None
-    assert ttl <= 0.4 + 0.002  # ...but never past the absolute expiry (PX is whole ms, rounded up)
-    await backend.advance(0.55)
+    assert ttl <= SHORT + 0.002  # ...but never past the absolute expiry (PX is whole ms, rounded up)
+    await backend.advance(PAST_SHORT)
     assert await store.get(session_id) is None
 
 
