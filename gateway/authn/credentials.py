@@ -86,6 +86,10 @@ async def extract_bearer(
         length = request.content_length
         limit = FORM_READ_LIMIT if allow_form else FORM_PEEK_LIMIT
         if length is not None and length <= limit:
+            if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                # The gateway forwards request bodies as they came (no decompression), so it cannot see
+                # a token inside a compressed form; browsers never compress forms (RFC 9110 §8.4).
+                raise InvalidRequest("a form body with a Content-Encoding cannot be checked for a token")
             body = await request.read()
             from_form, rest = _pop_token(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
             if from_form is not None:

@@ -154,6 +154,9 @@ class GatewayRunner(web.AppRunner):
     """An AppRunner whose connections enforce ListenerLimits."""
 
     def __init__(self, app: web.Application, limits: ListenerLimits, **kwargs: Any) -> None:
+        # Request bodies go upstream as they came: aiohttp's default would inflate a gzip body and still
+        # forward it labelled Content-Encoding: gzip, which the upstream cannot read.
+        kwargs.setdefault("auto_decompress", False)
         super().__init__(app, **kwargs)
         self.limits = limits
 

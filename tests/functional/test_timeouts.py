@@ -8,23 +8,18 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from aiohttp import web
 
 from devtools.net import free_port
-from gateway.app import create_app
-from gateway.config import parse_config
-from gateway.server.listener import GatewayRunner, ListenerLimits
 from gateway.web.state import RUNTIME
 from tests.fixtures.gateway import GatewayFactory, public_route
+from tests.functional.conftest import Serve
 from tests.support.upstream import Upstream
-
-Serve = Callable[..., Awaitable[int]]
 
 
 def config(upstream: Upstream, routes: list[dict[str, Any]] | None = None, **server: Any) -> dict[str, Any]:
@@ -32,27 +27,6 @@ def config(upstream: Upstream, routes: list[dict[str, Any]] | None = None, **ser
         "server": {"listen": "127.0.0.1:8080", "admin_listen": "127.0.0.1:9090", **server},
         "routes": routes or [public_route("all", "/", upstream.url)],
     }
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """serve(config_dict) -> port of the public application behind the production listener."""
-    runners: list[web.AppRunner] = []
-
-    async def start(cfg: dict[str, Any]) -> int:
-        parsed = parse_config(yaml.safe_dump(cfg), env={})
-        runner = GatewayRunner(
-            create_app(parsed), ListenerLimits.of(parsed.server), handler_cancellation=True, access_log=None
-        )
-        await runner.setup()
-        runners.append(runner)
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return port
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 async def _answer(reader: asyncio.StreamReader) -> int:
