@@ -5,6 +5,7 @@ Prometheus multiprocess directory they share."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import logging
 import os
@@ -80,20 +81,22 @@ class Supervisor:
         # Signals stay blocked across the fork: the child must not run this process's forwarding
         # handler (it would signal its siblings) before it has put the default handlers back.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        supervisor = os.getpid()
         try:
             pid = os.fork()
             if pid == 0:
-                self._child(old_mask)  # never returns
+                self._child(old_mask, supervisor)  # never returns
             self.running[pid] = _Worker(pid, time.monotonic())
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
-    def _child(self, mask: set[int | signal.Signals]) -> None:
+    def _child(self, mask: set[int | signal.Signals], supervisor: int) -> None:
         code = 1
         try:
             for sig in _SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _drain_when_orphaned(supervisor)
             cfg = load_config(self.config_path)
             serve(cfg, self.config_path, reuse_port=True, log_level=self.log_level)
             code = 0
@@ -171,3 +174,16 @@ def supervise(
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _drain_when_orphaned(supervisor: int) -> None:
+    """A worker whose supervisor dies (even by SIGKILL) gets SIGTERM and drains, instead of serving on
+    unsupervised (prctl(2) PR_SET_PDEATHSIG; Linux only, elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died between the fork and the prctl
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -4,6 +4,7 @@ atomically (SIGHUP and the ConfigMap symlink swap), invalid files are refused, d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -191,6 +192,32 @@ async def test_workers_share_the_port_and_are_replaced(upstream: Upstream, tmp_p
     finally:
         assert gw.stop() == 0
     assert "starting a new one" in gw.logs()
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for a reaper (in a container nobody may reap an orphan)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+async def test_workers_drain_when_the_supervisor_is_killed(upstream: Upstream, tmp_path: Path) -> None:
+    gw = start_gateway(config(upstream, workers=2), tmp_path, wait_ready=True)
+    workers: set[int] = set()
+    try:
+        assert await asyncio.to_thread(wait_until, lambda: len(children(gw.proc.pid)) == 2, 15)
+        workers = children(gw.proc.pid)
+        os.kill(gw.proc.pid, signal.SIGKILL)  # the supervisor alone (stop() signals the whole group)
+        assert await asyncio.to_thread(wait_until, lambda: not any(_alive(w) for w in workers), 30), (
+            "workers serve on after their supervisor died"
+        )
+    finally:
+        gw.stop(signal.SIGKILL)
+        for worker in workers:  # never leave a server running, even when the test fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
 
 
 async def test_the_supervisor_forwards_sighup_and_sigterm_to_every_worker(
