@@ -33,7 +33,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("access log (format + write)", r"^write_access_log |logging/__init__\.py|\(gateway/logs\.py"),
     ("request id", r"^new_request_id |secrets\.py"),
     ("timers (timeouts, perf_counter)", r"[Tt]imer|[Tt]imeout|asyncio/timeouts\.py"),
-    ("header filtering", r"\(gateway/web/headers\.py"),
+    ("header filtering", r"\(gateway/upstream/headers\.py"),
     (
         "auth: token check + cache + policy",
         r"\(gateway/(oidc/|policy\.py|web/credentials\.py)|joserfc/|authlib/",

@@ -18,7 +18,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import RequestTimeout
-from gateway.web.protocol import HeadErrorHandler
+from gateway.server.protocol import HeadErrorHandler
 
 _IDLE, _HEAD, _BODY = 0, 1, 2
 

@@ -23,9 +23,9 @@ from gateway.models import Principal
 from gateway.redirects import login_location, original_url
 from gateway.routing import is_reserved, normalise_path, strip_segments
 from gateway.runtime import CompiledRoute, Runtime
+from gateway.upstream.headers import own_cookies, request_headers_for_upstream
 from gateway.web import oauth2
 from gateway.web.context import STATE_KEY, RequestState, valid_request_id
-from gateway.web.headers import own_cookies, request_headers_for_upstream
 from gateway.web.proxy import check_websocket_upgrade, forward_http, forward_websocket
 from gateway.web.resource_metadata import metadata_answer
 from gateway.web.session_sockets import session_websocket

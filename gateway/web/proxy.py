@@ -20,10 +20,10 @@ from yarl import URL
 
 from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, RequestTimeout
 from gateway.upstream.errors import UpstreamProtocolError, upstream_errors
+from gateway.upstream.headers import OwnCookies, response_headers_for_client
 from gateway.upstream.options import UpstreamOptions
 from gateway.upstream.pool import UpstreamPool, UpstreamResponse
 from gateway.web.context import ProxyStats
-from gateway.web.headers import OwnCookies, response_headers_for_client
 from gateway.web.spans import traced_upstream
 
 log = logging.getLogger("tokengate.proxy")

@@ -18,7 +18,7 @@ from gateway.authn.credentials import extract_bearer, header_token
 from gateway.authn.session import session_id_from
 from gateway.errors import InvalidRequest
 from gateway.routing import safe_redirect_path
-from gateway.web.headers import request_headers_for_upstream, strip_cookies
+from gateway.upstream.headers import request_headers_for_upstream, strip_cookies
 from tests.security.redirects import model_stays_on_origin
 
 B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.authn.facts import Original
+from gateway.authn.forwarded import original_request
 from gateway.errors import BadRequest
 from gateway.routing import normalise_path
-from gateway.web.forward_auth import original_request
 
 
 def parse(pairs: list[tuple[str, str]]) -> tuple[Original, str | None]:
