@@ -110,7 +110,7 @@ async def _failover_under_traffic(
     with new_master.client() as raw:
         for sid in sessions:
             assert raw.exists(LAYOUT.session(sid)) == 1, sid
-        # Logins acknowledged once the gateway had left the old master are on the new one. (Those in
+        # Logins begun once the gateway had left the old master are on the new one. (Those in
         # the second or so of the switch itself went to the old master: Sentinel replicates
         # asynchronously; min-replicas-to-write on the servers turns them into 503s, docs/deployment.md.)
         after = [sid for at, sid in logins.made if at > left]
@@ -127,7 +127,8 @@ def _gateway_connections(server: RedisServer) -> list[dict[str, str]]:
 
 
 class Logins:
-    """Three loops creating sessions through the store, each kept with the time it was acknowledged."""
+    """Three loops creating sessions through the store, each kept with the time its create began (one
+    begun before the gateway left the old master may still be written there, on a connection then open)."""
 
     def __init__(self, store: SessionStore) -> None:
         self.store = store
@@ -147,12 +148,13 @@ class Logins:
         for _ in range(20_000):
             if self._stop.is_set():
                 return
+            began = time.monotonic()
             try:
                 sid = await self.store.create(a_session("login"))
             except SessionStoreUnavailable:
                 await asyncio.sleep(0.05)
                 continue
-            self.made.append((time.monotonic(), sid))
+            self.made.append((began, sid))
             await asyncio.sleep(0.005)
 
     async def until_after(self, moment: float) -> None:

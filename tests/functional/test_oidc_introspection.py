@@ -243,7 +243,7 @@ async def test_faults_are_provider_unavailable_and_not_cached(
 async def test_timeout_is_provider_unavailable(fake: FakeProvider, clock: Clock) -> None:
     fake.introspect = lambda form: Reply(active(clock), delay=5)
     async with provider_client(provider_config(fake.issuer), clock=clock) as client:
-        with pytest.raises(ProviderUnavailable):  # the 5 s hang ends at cfg.timeout (0.5 s)
+        with pytest.raises(ProviderUnavailable):  # the 5 s hang ends at cfg.timeout (1.5 s)
             await verify(client)
 
 

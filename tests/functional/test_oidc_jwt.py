@@ -302,7 +302,7 @@ async def test_jwks_faults_are_provider_unavailable(reply: Reply, fake: FakeProv
 async def test_jwks_hang_times_out(fake: FakeProvider, clock: Clock) -> None:
     fake.jwks_reply = Reply({"keys": [public_jwk(RSA)]}, delay=5)
     async with provider_client(provider_config(fake.issuer), clock=clock) as client:
-        # The 5 s hang ends at cfg.timeout (0.5 s), as the detail says; pytest-timeout guards the rest.
+        # The 5 s hang ends at cfg.timeout (1.5 s), as the detail says; pytest-timeout guards the rest.
         with pytest.raises(ProviderUnavailable) as caught:
             await verify(client, mint(RSA, claims_for(fake.issuer, clock)))
         assert "no answer within" in caught.value.detail

@@ -222,7 +222,7 @@ def provider_config(issuer: str, **overrides: Any) -> ProviderConfig:
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
         "scopes": ["openid", "profile", "email", "offline_access"],
-        "timeout": timedelta(seconds=0.5),
+        "timeout": timedelta(seconds=1.5),  # under the fakes' 3 s hangs, far over a busy loopback answer
         "jwt_leeway": timedelta(seconds=30),
     }
     values.update(overrides)
