@@ -82,11 +82,11 @@ class Runtime:
     http: aiohttp.ClientSession
     cookies: CookieSettings
     redirect_uri: str | None
+    identity: Identity  # claim headers, assertion signer and its cache (DESIGN §8)
     clock: Callable[[], float] = time.time
     compiled: tuple[CompiledRoute, ...] = field(default=())
     marks: SessionStore | None = None  # one-time marks (DPoP jti): the session store, or one of its own
     resource_documents: dict[str, tuple[MetadataDocument, ...]] = field(default_factory=dict)  # RFC 9728
-    identity: Identity | None = None  # claim headers, assertion signer and its cache (DESIGN §8)
 
     async def start(self) -> None:
         for provider in self.providers.values():

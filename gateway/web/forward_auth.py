@@ -81,10 +81,9 @@ async def verdict(request: web.Request) -> web.StreamResponse:
             raise AccessDenied("cross-site WebSocket refused", detail="websocket Origin is not the gateway's")
         if principal is not None:
             headers.update(identity_headers(principal, route, state))
-            if rt.identity is not None:
-                # claim_headers and X-Tokengate-Assertion; aud = the upstream's origin, or public_url's
-                # for routes without upstream (the service behind the proxy answers on that origin).
-                headers.update(rt.identity.headers(route.name, principal, state))
+            # claim_headers and X-Tokengate-Assertion; aud = the upstream's origin, or public_url's
+            # for routes without upstream (the service behind the proxy answers on that origin).
+            headers.update(rt.identity.headers(route.name, principal, state))
     except GatewayError as exc:  # also a claim no header can carry: 401/403 (DESIGN §7)
         if exc.detail:
             log.info("forward-auth %s refused: %s (%s)", state.request_id, exc.code or exc.status, exc.detail)

@@ -71,13 +71,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         drop_authorization=route.mode != "public",
         websocket=websocket,
         trusted_peer=trusted_peer,
-        claim_headers=rt.identity.strip if rt.identity is not None else frozenset(),
+        claim_headers=rt.identity.strip,
     )
     _set_forwarding(request, route, headers, state, trusted_peer)
     if principal is not None:
         _set_identity(headers, principal, route, state)
-        if rt.identity is not None:
-            headers.extend(rt.identity.headers(route.name, principal, state))  # claim headers, assertion
+        headers.extend(rt.identity.headers(route.name, principal, state))  # claim headers, assertion
     if credential.body is not None:
         headers.popall("Content-Length", None)  # the body was read (and maybe re-encoded): aiohttp sets it
     target = route.upstream_base + upstream_path

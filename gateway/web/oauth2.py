@@ -225,9 +225,9 @@ async def session_info(request: web.Request, rt: Runtime) -> web.StreamResponse:
     return web.json_response(body, headers=_NO_STORE)
 
 
-def jwks_response(identity: Identity | None) -> web.Response:
+def jwks_response(identity: Identity) -> web.Response:
     """``GET /oauth2/jwks.json``: the keys that verify X-Tokengate-Assertion; 404 without a key."""
-    if identity is None or identity.jwks is None:
+    if identity.jwks is None:
         return web.json_response(
             {"error": "not_found", "error_description": "this gateway has no server.signing_key"},
             status=404,
