@@ -86,7 +86,8 @@ async def extract_bearer(
         length = request.content_length
         limit = FORM_READ_LIMIT if allow_form else FORM_PEEK_LIMIT
         if length is not None and length <= limit:
-            if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            codings = ",".join(request.headers.getall("Content-Encoding", ())).lower().split(",")
+            if any(coding.strip() not in ("", "identity") for coding in codings):  # every line, every item
                 # The gateway forwards request bodies as they came (no decompression), so it cannot see
                 # a token inside a compressed form; browsers never compress forms (RFC 9110 §8.4).
                 raise InvalidRequest("a form body with a Content-Encoding cannot be checked for a token")

@@ -41,9 +41,17 @@ async def test_a_gzip_body_reaches_the_upstream_as_it_was_sent(serve: Serve, ups
     assert seen.body == PLAIN  # the test upstream's own server inflates what it got: one layer, intact
 
 
-@pytest.mark.parametrize("allow_form", [True, False])
+@pytest.mark.parametrize(
+    ("allow_form", "codings"),
+    [
+        (True, ["gzip"]),
+        (False, ["gzip"]),
+        (True, ["identity", "gzip"]),  # a second header line (RFC 9110 §5.3: one list)
+        (True, ["identity, GZIP"]),
+    ],
+)
 async def test_a_compressed_form_is_refused_where_a_form_token_would_be_looked_for(
-    serve: Serve, upstream: Upstream, fake: FakeProvider, allow_form: bool
+    serve: Serve, upstream: Upstream, fake: FakeProvider, allow_form: bool, codings: list[str]
 ) -> None:
     route = bearer_route("api", "/api", upstream, audience="api", allow_form_token=allow_form)
     port = await serve(gateway([route], {"main": provider(fake.issuer)}))
@@ -52,7 +60,7 @@ async def test_a_compressed_form_is_refused_where_a_form_token_would_be_looked_f
         answer = await http.post(
             f"http://127.0.0.1:{port}/api/items",
             data=hidden,
-            headers={"Content-Encoding": "gzip", "Content-Type": FORM},
+            headers=[*(("Content-Encoding", c) for c in codings), ("Content-Type", FORM)],
         )
         assert answer.status == 400
         assert (await answer.json())["error"] == "invalid_request"
